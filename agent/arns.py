@@ -1,0 +1,133 @@
+"""Names out of AWS identifiers: ARNs, image references, ECS timestamps. Pure string work."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def resource_name(arn_or_name: str) -> str:
+    """`arn:aws:ecs:...:cluster/prod` -> `prod`; a bare name is returned as it is."""
+    return arn_or_name.rsplit("/", 1)[-1] if arn_or_name.startswith("arn:") else arn_or_name
+
+
+def region_of(arn: str | None) -> str | None:
+    if not arn or not arn.startswith("arn:"):
+        return None
+    parts = arn.split(":")
+    return (parts[3] or None) if len(parts) > 3 else None
+
+
+def account_of(arn: str | None) -> str | None:
+    if not arn or not arn.startswith("arn:"):
+        return None
+    parts = arn.split(":")
+    return (parts[4] or None) if len(parts) > 4 else None
+
+
+def task_id(task_arn: str) -> str:
+    """The short task id an operator sees in the console (last path element of the ARN)."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def cluster_of_task(task_arn: str) -> str | None:
+    """New-format task ARNs carry the cluster: `task/<cluster>/<id>`."""
+    if not task_arn.startswith("arn:"):
+        return None
+    path = task_arn.split(":", 5)[-1].split("/")
+    return path[1] if len(path) == 3 else None
+
+
+def family_revision(task_definition: str | None) -> str | None:
+    """`arn:...:task-definition/web:42` -> `web:42`."""
+    if not task_definition:
+        return None
+    return task_definition.rsplit("/", 1)[-1]
+
+
+def family_of(task_definition: str) -> str:
+    """`arn:...:task-definition/web:42` -> `web`."""
+    return (family_revision(task_definition) or "").split(":", 1)[0]
+
+
+def revision_of(task_definition: str) -> int | None:
+    """`arn:...:task-definition/web:42` -> 42."""
+    _, _, revision = (family_revision(task_definition) or "").partition(":")
+    return int(revision) if revision.isdigit() else None
+
+
+def service_of_group(group: str | None) -> str | None:
+    """A task's `group` is `service:<name>` when a service started it."""
+    if group and group.startswith("service:"):
+        return group.removeprefix("service:")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A container image reference, split the way registries address it."""
+
+    registry: str | None
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def ecr_region(self) -> str | None:
+        match = _ECR_REGISTRY.match(self.registry or "")
+        return match.group("region") if match else None
+
+    @property
+    def ecr_account(self) -> str | None:
+        match = _ECR_REGISTRY.match(self.registry or "")
+        return match.group("account") if match else None
+
+    @property
+    def is_ecr(self) -> bool:
+        return self.ecr_account is not None
+
+
+_ECR_REGISTRY = re.compile(r"^(?P<account>\d+)\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com")
+
+
+def parse_image(image: str) -> ImageRef:
+    """Split `123456789012.dkr.ecr.us-east-1.amazonaws.com/app:v2` into its parts."""
+    rest, _, digest = image.partition("@")
+    registry: str | None = None
+    first, sep, remainder = rest.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        registry, rest = first, remainder
+    repository, _, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if "/" in tag:  # the colon belonged to nothing after the last slash: no tag
+        repository, tag = rest, ""
+    return ImageRef(registry=registry, repository=repository, tag=tag or None, digest=digest or None)
+
+
+_IMAGE_IN_TEXT = re.compile(
+    r"(?P<image>\d+\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com/[A-Za-z0-9._/-]+(?::[A-Za-z0-9._-]+)?)"
+)
+
+
+def image_in_text(text: str) -> str | None:
+    """The first ECR image reference quoted in a message, if any."""
+    match = _IMAGE_IN_TEXT.search(text)
+    return match.group("image") if match else None
+
+
+def as_datetime(value: object) -> datetime | None:
+    """ECS timestamps as boto3 (datetime), AWS CLI v1 (epoch seconds) or CLI v2 (ISO 8601) print them."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing Z too
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None

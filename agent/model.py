@@ -1,0 +1,125 @@
+"""Frozen types shared by every stage: what a diagnosis says about one ECS item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+class Cause(StrEnum):
+    """Root causes, as stable identifiers (the product's contract)."""
+
+    IMAGE_PULL_AUTH = "image_pull_auth"
+    IMAGE_NOT_FOUND = "image_not_found"
+    IMAGE_PULL_NETWORK = "image_pull_network"
+    OOM = "oom"
+    APP_CRASH = "app_crash"
+    ENTRYPOINT_ERROR = "entrypoint_error"
+    SECRETS_ERROR = "secrets_error"
+    LOG_CONFIG_ERROR = "log_config_error"
+    VOLUME_ERROR = "volume_error"
+    PLACEMENT_CPU = "placement_cpu"
+    PLACEMENT_MEMORY = "placement_memory"
+    PLACEMENT_PORTS = "placement_ports"
+    PLACEMENT_ATTRIBUTES = "placement_attributes"
+    CAPACITY_QUOTA = "capacity_quota"
+    HEALTH_CHECK_ELB = "health_check_elb"
+    HEALTH_CHECK_CONTAINER = "health_check_container"
+    DEPLOYMENT_CIRCUIT_BREAKER = "deployment_circuit_breaker"
+    SPOT_INTERRUPTION = "spot_interruption"
+    INSTANCE_DRAIN_OR_HOST_FAILURE = "instance_drain_or_host_failure"
+    TIMEOUT_START = "timeout_start"
+    NETWORK_ENI = "network_eni"
+    IAM_PERMISSION = "iam_permission"
+    UNKNOWN = "unknown"
+    SCALE_IN_OR_DEPLOY = "scale_in_or_deploy"
+    USER_STOP = "user_stop"
+
+    @property
+    def is_failure(self) -> bool:
+        return self not in BENIGN_CAUSES
+
+
+BENIGN_CAUSES = frozenset({Cause.SCALE_IN_OR_DEPLOY, Cause.USER_STOP})
+
+
+class SourceKind(StrEnum):
+    """Which kind of ECS item a finding is about."""
+
+    TASK = "task"
+    SERVICE_EVENT = "serviceEvent"
+    DEPLOYMENT = "deployment"
+    RUN_TASK_FAILURE = "runTaskFailure"
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """The fix in words, and the `aws` CLI commands an operator would run, names filled in."""
+
+    fix: str
+    commands: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fix": self.fix, "commands": list(self.commands)}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a finding is about, as typed facts: the names an operator types and what later stages
+    reason about (how long the task ran, which revision was last good, whether a breaker is on)."""
+
+    cluster: str
+    service: str | None = None
+    region: str | None = None
+    task_arn: str | None = None
+    task_definition: str | None = None  # family:revision
+    container: str | None = None
+    image: str | None = None
+    exit_code: int | None = None
+    run_seconds: float | None = None
+    started_by: str | None = None  # the deployment that started the task
+    target_group: str | None = None
+    message: str = ""  # the message that decided the cause, for details such as a secret ARN
+    last_good_task_definition: str | None = None  # family:revision of the last COMPLETED deployment
+    rollout_state: str | None = None
+    failed_tasks: int | None = None
+    circuit_breaker: bool | None = None
+    rollback: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One diagnosed ECS item: its root cause, the evidence that decided it, and what it is about.
+
+    The fix is derived from the cause and the subject (`agent.diagnose.advice.advise`) when someone
+    reads it, not on every pass: most findings of a large fleet are counted, few are shown.
+    """
+
+    cause: Cause
+    source: str
+    source_kind: SourceKind
+    subject: Subject
+    evidence: tuple[str, ...]
+    summary: str
+    occurred_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # A summary is one line whatever names and messages went into it.
+        if not self.summary.isprintable() or "  " in self.summary:
+            object.__setattr__(self, "summary", " ".join(self.summary.split()))
+
+    @property
+    def failure(self) -> bool:
+        return self.cause.is_failure
+
+    @property
+    def cluster(self) -> str:
+        return self.subject.cluster
+
+    @property
+    def service(self) -> str | None:
+        return self.subject.service

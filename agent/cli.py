@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pydantic import ValidationError
 
 from agent import __version__
 from agent.describe_json import InputError, parse_describe_output
 from agent.diagnose import diagnose_document
-from agent.report import finding_to_dict, render_text
+from agent.report import finding_to_dict, render_proposals, render_text
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from agent.decide import Proposal
+    from agent.reconciler import PassReport, Reconciler
+    from agent.settings import Settings
 
 EXIT_OK = 0
 EXIT_ACTION_FAILED = 1
@@ -28,24 +39,103 @@ class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit 2."""
 
 
-def _read_input(path: str, stdin: TextIO) -> tuple[str, str]:
-    if path == "-":
-        return stdin.read(), "<stdin>"
-    file = Path(path)
+# --- settings: environment first, flags override ------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, **forced: Any) -> Settings:  # noqa: ANN401 - pydantic field values
+    from agent.settings import Settings  # noqa: PLC0415 - diagnose --input must start fast
+
+    overrides: dict[str, Any] = {}
+    for flag, name in (
+        ("mode", "mode"),
+        ("policies", "policies"),
+        ("interval", "poll_interval_seconds"),
+        ("port", "metrics_port"),
+        ("log_format", "log_format"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "clusters", None) is not None:
+        overrides["clusters"] = args.clusters
+    overrides.update(forced)
     try:
-        return file.read_text(encoding="utf-8"), path
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected a JSON file") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise UsageError(f"{path}: {error.strerror}") from None
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"ECS_MEDIC_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        raise UsageError(f"bad setting: {problems}") from None
+
+
+@dataclass
+class _Runtime:
+    settings: Settings
+    reconciler: Reconciler
+    policies: Any  # PolicySource
+    gateway: Any  # AwsGateway
+    metrics: Any  # Metrics
+    log: Any
+
+
+def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
+    from agent import logs  # noqa: PLC0415 - the agent's imports load boto3; only agent commands pay for them
+    from agent.aws import AwsGateway  # noqa: PLC0415
+    from agent.metrics import Metrics  # noqa: PLC0415
+    from agent.policy.loader import PolicyLoadError  # noqa: PLC0415
+    from agent.policy.watch import PolicySource  # noqa: PLC0415
+    from agent.reconciler import Reconciler  # noqa: PLC0415
+    from agent.settings import Mode  # noqa: PLC0415
+
+    logs.configure(settings.log_format, stream=stream or sys.stderr)
+    source = PolicySource(settings.policies)
+    try:
+        source.refresh()
+    except PolicyLoadError as error:
+        raise UsageError(f"policies refused:\n{error}") from None
+    metrics = Metrics()
+    gateway = AwsGateway(dry_run=settings.mode is Mode.DRY_RUN, metrics=metrics)
+    if not gateway.region:
+        raise UsageError("no AWS region: set AWS_REGION (or a profile with a region)")
+    reconciler = Reconciler(
+        aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=logs.logger()
+    )
+    return _Runtime(settings, reconciler, source, gateway, metrics, logs.logger())
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def _print_pass(report: PassReport, output: str, stdout: TextIO, proposals: Sequence[Proposal] | None = None) -> None:
+    shown = report.proposals if proposals is None else proposals
+    if output == "json":
+        document = {
+            "findings": [finding_to_dict(f) for f in report.findings],
+            "proposals": [p.to_dict() for p in shown],
+        }
+        json.dump(document, stdout, indent=2, default=str)
+        stdout.write("\n")
+        return
+    stdout.write(render_text(report.findings))
+    stdout.write("\n")
+    stdout.write(render_proposals(shown))
+    for error in report.errors:
+        stdout.write(f"could not read {error.cluster}/{error.service or '*'} ({error.operation}): {error.message}\n")
+
+
+# --- commands --------------------------------------------------------------------------------------------
 
 
 def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    text, source = _read_input(args.input, stdin)
+    if args.input == "-":
+        text, source = stdin.read(), "<stdin>"
+    else:
+        text, source = _read_file(args.input), args.input
     document = parse_describe_output(text, source)
     findings = diagnose_document(tasks=document.tasks, services=document.services, failures=document.failures)
     if args.output == "json":
@@ -56,13 +146,183 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a JSON file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+
+
+def _once(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    runtime = _runtime(_settings(args))
+    report = runtime.reconciler.run_pass(_now())
+    _print_pass(report, args.output, stdout)
+    return EXIT_ACTION_FAILED if report.failed_actions else EXIT_OK
+
+
+def _policies_validate(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    from agent.policy.loader import PolicyLoadError, load_policies  # noqa: PLC0415
+
+    paths = [Path(p) for p in args.paths] or [_settings(args).policies]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    try:
+        loaded = load_policies(paths)
+    except PolicyLoadError as error:
+        sys.stderr.write(f"{error}\n{len(error.errors)} problems; nothing was loaded\n")
+        return EXIT_BAD_INPUT
+    stdout.write(f"ok: {len(loaded.policies)} policies in {len(loaded.files)} files\n")
+    for policy in sorted(loaded.policies, key=lambda p: (-p.policy.spec.priority, p.name)):
+        spec = policy.policy.spec
+        how = f"{spec.remediation.action} ({spec.approval}, priority {spec.priority})"
+        stdout.write(f"  {policy.name}: {how} <- {policy.source}\n")
+    return EXIT_OK
+
+
+def _read_only_pass(args: argparse.Namespace) -> PassReport:
+    from agent.settings import Mode  # noqa: PLC0415
+
+    runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
+    return runtime.reconciler.run_pass(_now())
+
+
+def _proposals(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    from agent.decide import Outcome  # noqa: PLC0415
+
+    report = _read_only_pass(args)
+    shown = [p for p in report.proposals if args.all or p.outcome is Outcome.AWAITING_APPROVAL]
+    if args.output == "json":
+        json.dump({"proposals": [p.to_dict() for p in shown]}, stdout, indent=2)
+        stdout.write("\n")
+    elif not shown:
+        stdout.write("No proposals are waiting for approval.\n" if not args.all else "No proposals.\n")
+    else:
+        stdout.write(render_proposals(shown))
+    return EXIT_OK
+
+
+def _approve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    from agent.aws import AwsGateway  # noqa: PLC0415
+    from agent.decide import Outcome  # noqa: PLC0415
+    from agent.metrics import Metrics  # noqa: PLC0415
+    from agent.state import APPROVED, Approval  # noqa: PLC0415
+
+    report = _read_only_pass(args)
+    proposal = next((p for p in report.proposals if p.id == args.id), None)
+    if proposal is None or proposal.outcome is not Outcome.AWAITING_APPROVAL:
+        waiting = [p.id for p in report.proposals if p.outcome is Outcome.AWAITING_APPROVAL]
+        known = ", ".join(waiting) if waiting else "none"
+        raise UsageError(f"no proposal {args.id} is waiting for approval (waiting now: {known})")
+    settings = _settings(args)
+    expires = _now() + timedelta(seconds=args.ttl or settings.approval_ttl_seconds)
+    writer = AwsGateway(dry_run=False, metrics=Metrics())
+    tag = {"key": APPROVED, "value": Approval(proposal.id, expires).encode()}
+    writer.call("ecs", "TagResource", {"resourceArn": proposal.service_arn, "tags": [tag]})
+    stdout.write(
+        f"approved {proposal.id}: {proposal.action} on {proposal.cluster}/{proposal.service} "
+        f"({proposal.plan.summary}); valid until {expires.isoformat(timespec='seconds')}\n"
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
+    from agent.http import Health, StatusServer  # noqa: PLC0415
+    from agent.lease import Lease  # noqa: PLC0415
+    from agent.loop import Loop  # noqa: PLC0415
+    from agent.settings import Mode  # noqa: PLC0415
+    from agent.wake import QueueWake  # noqa: PLC0415
+
+    settings = _settings(args)
+    runtime = _runtime(settings, stream=sys.stdout)
+    health = Health(
+        max_pass_age_seconds=max(3 * settings.poll_interval_seconds, 120.0),
+        proposals=lambda: [p.to_dict() for p in runtime.reconciler.latest],
+    )
+    server = StatusServer(runtime.metrics, health, settings.metrics_port).start()
+    wake: Callable[[float, threading.Event], bool] | None = None
+    if settings.events_queue_url:
+        wake = QueueWake(runtime.gateway, settings.events_queue_url, settings.mode is Mode.ENFORCE, runtime.log)
+    lease = None
+    if settings.lease_table and settings.mode is Mode.ENFORCE:
+        ttl = max(3 * settings.poll_interval_seconds, 60.0)
+        lease = Lease(runtime.gateway, settings.lease_table, ttl, _now, runtime.log)
+        held = lease
+        runtime.reconciler.leader = lambda: held.held
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        runtime.log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runtime.log.info(
+        "agent_started",
+        mode=settings.mode.value,
+        clusters=list(settings.clusters) or "all",
+        port=server.port,
+        interval_seconds=settings.poll_interval_seconds,
+        events_queue=bool(settings.events_queue_url),
+        pid=os.getpid(),
+    )
+    loop = Loop(
+        runtime.reconciler,
+        runtime.policies,
+        health,
+        settings.poll_interval_seconds,
+        runtime.log,
+        wake=wake,
+        before_pass=lease.renew if lease else None,
+    )
+    loop.run(stop)
+    if lease is not None:
+        lease.release()
+    server.stop()
+    runtime.log.info("agent_stopped")
+    return EXIT_OK
+
+
+# --- parser ----------------------------------------------------------------------------------------------
+
+
+def _agent_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
+    parser.add_argument("--mode", choices=("dry-run", "enforce"), help="default: ECS_MEDIC_MODE or dry-run")
+    parser.add_argument(
+        "--clusters",
+        help="comma-separated cluster names or ARNs (default: ECS_MEDIC_CLUSTERS, or every cluster)",
+    )
+    parser.add_argument("--policies", type=Path, help="a policy file or folder (default: ECS_MEDIC_POLICIES)")
+    parser.add_argument("--log-format", dest="log_format", choices=("json", "console"))
+    if output:
+        parser.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecs-medic",
-        description="Diagnose failing Amazon ECS services with evidence, and fix them safely.",
+        description="Diagnose failing Amazon ECS services with evidence, and fix them safely (dry-run by default).",
     )
     parser.add_argument("--version", action="version", version=f"ecs-medic {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="the agent: reconcile forever, serving /metrics, /healthz, /readyz, /proposals"
+    )
+    _agent_flags(run, output=False)
+    run.add_argument("--interval", type=float, help="seconds between passes (default: ECS_MEDIC_POLL_INTERVAL_SECONDS)")
+    run.add_argument("--port", type=int, help="HTTP port (default: ECS_MEDIC_METRICS_PORT or 9740)")
+    run.set_defaults(handler=_run)
+
+    once = commands.add_parser("once", help="one reconcile pass: print findings and proposals (or actions), exit")
+    _agent_flags(once)
+    once.set_defaults(handler=_once)
 
     diagnose = commands.add_parser(
         "diagnose",
@@ -73,6 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--input", required=True, metavar="FILE", help="the JSON file, or - for stdin")
     diagnose.add_argument("--output", choices=("text", "json"), default="text", help="report format")
     diagnose.set_defaults(handler=_diagnose)
+
+    policies = commands.add_parser("policies", help="work with policy files")
+    policy_commands = policies.add_subparsers(dest="policies_command", required=True, metavar="COMMAND")
+    validate = policy_commands.add_parser("validate", help="check policy files; errors name file, policy and field")
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: ECS_MEDIC_POLICIES)")
+    validate.set_defaults(handler=_policies_validate)
+
+    proposals = commands.add_parser("proposals", help="proposals waiting for approval (a read-only pass)")
+    _agent_flags(proposals)
+    proposals.add_argument("--all", action="store_true", help="every proposal, not only those awaiting approval")
+    proposals.set_defaults(handler=_proposals)
+
+    approve = commands.add_parser("approve", help="approve a proposal by id (writes one tag on its service)")
+    _agent_flags(approve, output=False)
+    approve.add_argument("id", help="the proposal id, as `ecs-medic proposals` prints it")
+    approve.add_argument(
+        "--ttl", type=float, help="seconds the approval stays valid (default: ECS_MEDIC_APPROVAL_TTL_SECONDS)"
+    )
+    approve.set_defaults(handler=_approve)
     return parser
 
 

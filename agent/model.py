@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
 
@@ -45,6 +46,14 @@ class Cause(StrEnum):
 
 
 BENIGN_CAUSES = frozenset({Cause.SCALE_IN_OR_DEPLOY, Cause.USER_STOP})
+
+
+class Risk(StrEnum):
+    """Configurations that are not failing yet but make failures worse (the prevention checklist)."""
+
+    CIRCUIT_BREAKER_DISABLED = "circuit_breaker_disabled"
+    NO_GRACE_PERIOD_BEHIND_LOAD_BALANCER = "no_grace_period_behind_load_balancer"
+    MUTABLE_IMAGE_TAG = "mutable_image_tag"
 
 
 class SourceKind(StrEnum):
@@ -123,3 +132,87 @@ class Finding:
     @property
     def service(self) -> str | None:
         return self.subject.service
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFinding:
+    """A prevention finding: a service configured so that the next failure will hurt more."""
+
+    risk: Risk
+    subject: Subject
+    evidence: tuple[str, ...]
+    summary: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.subject.cluster}/{self.subject.service}:{self.risk.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """One service as observed in one pass: the API's own objects, plus what was read for it.
+
+    Raw dicts are kept as ECS returns them so every stage reads the same facts; the properties
+    below are the few readings every stage needs.
+    """
+
+    cluster: str
+    name: str
+    description: Mapping[str, Any]  # DescribeServices, with tags
+    tags: Mapping[str, str]
+    stopped_tasks: tuple[Mapping[str, Any], ...] = ()
+    task_definitions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # family:revision -> definition
+    target_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # arn -> DescribeTargetGroups item
+    capacity_providers: tuple[Mapping[str, Any], ...] = ()  # DescribeCapacityProviders items in use
+    auto_scaling_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> ASG
+    cluster_paused: str | None = None  # the reason, from the cluster's pause tag
+
+    @property
+    def arn(self) -> str:
+        return str(self.description.get("serviceArn") or "")
+
+    @property
+    def desired_count(self) -> int:
+        return int(self.description.get("desiredCount") or 0)
+
+    @property
+    def running_count(self) -> int:
+        return int(self.description.get("runningCount") or 0)
+
+    @property
+    def deployments(self) -> tuple[Mapping[str, Any], ...]:
+        deployments = self.description.get("deployments")
+        return tuple(d for d in deployments if isinstance(d, dict)) if isinstance(deployments, list) else ()
+
+    @property
+    def primary(self) -> Mapping[str, Any] | None:
+        return next((d for d in self.deployments if d.get("status") == "PRIMARY"), None)
+
+    @property
+    def task_definition(self) -> str:
+        """`family:revision` the service runs (its PRIMARY deployment's)."""
+        primary = self.primary
+        arn = str((primary or {}).get("taskDefinition") or self.description.get("taskDefinition") or "")
+        return arn.rsplit("/", 1)[-1]
+
+    @property
+    def steady(self) -> bool:
+        """Running what it should, with the rollout finished: nothing for an agent to do."""
+        primary = self.primary
+        return (
+            self.running_count == self.desired_count
+            and len(self.deployments) == 1
+            and (primary is None or primary.get("rolloutState") in (None, "COMPLETED"))
+        )
+
+    @property
+    def launch_type(self) -> str | None:
+        value = self.description.get("launchType")
+        if isinstance(value, str) and value:
+            return value
+        strategy = self.description.get("capacityProviderStrategy")
+        if isinstance(strategy, list) and strategy:
+            return (
+                "FARGATE" if all(str(s.get("capacityProvider", "")).startswith("FARGATE") for s in strategy) else "EC2"
+            )
+        return None

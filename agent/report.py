@@ -18,6 +18,8 @@ from agent.model import Finding, SourceKind
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from agent.decide import Proposal
+
 _WIDTH = 100
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 
@@ -128,4 +130,25 @@ def render_text(findings: Sequence[Finding]) -> str:
         lines += ["", f"{title}: {state}"]
         for block in service_blocks:
             lines += _render_block(block)
+    return "\n".join(lines) + "\n"
+
+
+def render_proposals(proposals: Sequence[Proposal]) -> str:
+    """Proposals for people: what would change (or changed), why, and the command that does it."""
+    if not proposals:
+        return "No proposals: no policy applies to what was found.\n"
+    order = {"failed": 0, "applied": 1, "awaiting_approval": 2, "proposed": 3}
+    lines = [f"{len(proposals)} proposals ({proposals[0].mode.value})"]
+    for proposal in sorted(proposals, key=lambda p: (order.get(p.outcome.value, 4), p.cluster, p.service)):
+        title = f"{proposal.outcome.value.upper()} {proposal.cluster} / {proposal.service}: {proposal.action}"
+        lines += ["", f"  {title} (policy {proposal.policy}, cause {proposal.cause})"]
+        lines += _wrap("what", proposal.plan.summary)
+        for change in proposal.plan.changes:
+            lines += _wrap("change", f"{change.field}: {change.current} -> {change.desired}")
+        if proposal.reason:
+            lines += _wrap("status", proposal.reason)
+        lines += _wrap("id", proposal.id)
+        for index, line in enumerate(proposal.evidence[:4]):
+            lines += _wrap("evidence" if index == 0 else "", line)
+        lines += [f"{' ' * 15}$ {command}" for command in proposal.plan.commands]
     return "\n".join(lines) + "\n"

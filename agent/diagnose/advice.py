@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from typing import TYPE_CHECKING
 
 from agent.arns import parse_image
+from agent.awscli import command, quote
 from agent.model import Advice, Cause, Finding, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
 
 
 class _Cli:
@@ -32,28 +28,25 @@ class _Cli:
         self.region = subject.region
 
     def __call__(self, *words: str) -> str:
-        command = "aws " + " ".join(words)
-        if self.region and not any(word.startswith("--region") for word in words):
-            command += f" --region {self.region}"
-        return command
+        return command(*words, region=self.region)
 
     @property
     def ecs(self) -> str:
-        return f"--cluster {_q(self.subject.cluster)}"
+        return f"--cluster {quote(self.subject.cluster)}"
 
     @property
     def service(self) -> str:
-        return _q(self.subject.service or "<service>")
+        return quote(self.subject.service or "<service>")
 
     @property
     def task_definition(self) -> str:
-        return _q(self.subject.task_definition or "<family:revision>")
+        return quote(self.subject.task_definition or "<family:revision>")
 
 
 def _describe_task(cli: _Cli) -> str | None:
     if not cli.subject.task_arn:
         return None
-    return cli("ecs describe-tasks", cli.ecs, f"--tasks {_q(cli.subject.task_arn)}")
+    return cli("ecs describe-tasks", cli.ecs, f"--tasks {quote(cli.subject.task_arn)}")
 
 
 def _container_query(cli: _Cli, fields: str) -> str:
@@ -68,12 +61,12 @@ def _container_query(cli: _Cli, fields: str) -> str:
 
 def _rollback_command(cli: _Cli) -> str:
     target = cli.subject.last_good_task_definition or "<last-good-family:revision>"
-    return cli("ecs update-service", cli.ecs, f"--service {cli.service}", f"--task-definition {_q(target)}")
+    return cli("ecs update-service", cli.ecs, f"--service {cli.service}", f"--task-definition {quote(target)}")
 
 
 def _revisions_command(cli: _Cli) -> str:
     family = (cli.subject.task_definition or "<family>").split(":", 1)[0]
-    return cli("ecs list-task-definitions", f"--family-prefix {_q(family)}", "--sort DESC", "--max-items 5")
+    return cli("ecs list-task-definitions", f"--family-prefix {quote(family)}", "--sort DESC", "--max-items 5")
 
 
 def _image_not_found(cli: _Cli) -> Advice:
@@ -84,8 +77,8 @@ def _image_not_found(cli: _Cli) -> Advice:
         commands.append(
             cli(
                 "ecr describe-images",
-                f"--repository-name {_q(ref.repository)}",
-                f"--image-ids imageTag={_q(ref.tag)}",
+                f"--repository-name {quote(ref.repository)}",
+                f"--image-ids imageTag={quote(ref.tag)}",
                 f"--region {ref.ecr_region}",
             )
         )
@@ -142,9 +135,9 @@ def _image_pull_auth(cli: _Cli) -> Advice:
             ),
             cli(
                 "iam put-role-policy",
-                f"--role-name {_q(role)}",
+                f"--role-name {quote(role)}",
                 "--policy-name ecr-pull",
-                f"--policy-document {_q(_ecr_pull_policy(cli.subject.image))}",
+                f"--policy-document {quote(_ecr_pull_policy(cli.subject.image))}",
             ),
         ),
     )
@@ -244,10 +237,10 @@ def _secrets(cli: _Cli) -> Advice:
     match = _SECRET_ARN.search(cli.subject.message)
     commands = [_container_query(cli, "secrets")]
     if match and ":secretsmanager:" in match.group(0):
-        commands.append(cli("secretsmanager describe-secret", f"--secret-id {_q(match.group(0))}"))
+        commands.append(cli("secretsmanager describe-secret", f"--secret-id {quote(match.group(0))}"))
     elif match:
         name = match.group(0).split(":parameter", 1)[-1] or "<parameter-name>"
-        commands.append(cli("ssm get-parameter", f"--name {_q(name)}", "--query Parameter.ARN"))
+        commands.append(cli("ssm get-parameter", f"--name {quote(name)}", "--query Parameter.ARN"))
     return Advice(
         fix="A secret or parameter in the task definition could not be read at launch. Check that it exists "
         "in this region, that the execution role may call secretsmanager:GetSecretValue / ssm:GetParameters "
@@ -269,7 +262,7 @@ def _log_config(cli: _Cli) -> Advice:
         "logs:CreateLogStream/PutLogEvents, or there is no path to the logs endpoint.",
         commands=(
             _container_query(cli, "logConfiguration"),
-            cli("logs create-log-group", f"--log-group-name {_q(group)}"),
+            cli("logs create-log-group", f"--log-group-name {quote(group)}"),
         ),
     )
 
@@ -305,7 +298,7 @@ def _placement(resource: str) -> Callable[[_Cli], Advice]:
                 ),
                 cli(
                     "ecs describe-clusters",
-                    f"--clusters {_q(cli.subject.cluster)}",
+                    f"--clusters {quote(cli.subject.cluster)}",
                     '--query "clusters[0].capacityProviders"',
                 ),
                 cli("autoscaling set-desired-capacity --auto-scaling-group-name <asg-name> --desired-capacity <n>"),
@@ -371,10 +364,10 @@ def _health_check_elb(cli: _Cli) -> Advice:
                 f"--service {cli.service}",
                 f"--health-check-grace-period-seconds {grace}",
             ),
-            cli("elbv2 describe-target-health", f"--target-group-arn {_q(target_group)}"),
+            cli("elbv2 describe-target-health", f"--target-group-arn {quote(target_group)}"),
             cli(
                 "elbv2 describe-target-groups",
-                f"--target-group-arns {_q(target_group)}",
+                f"--target-group-arns {quote(target_group)}",
                 '--query "TargetGroups[0].[HealthCheckPath,HealthCheckIntervalSeconds,UnhealthyThresholdCount]"',
             ),
         ),

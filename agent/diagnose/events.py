@@ -94,6 +94,11 @@ def _read_event(text: str, task_cause: Cause | None) -> Reading | None:
     return None
 
 
+def reports_problem(message: str) -> bool:
+    """Whether a service event reports a problem (a cheap check, for deciding what to read next)."""
+    return _read_event(strip_subject(message), None) is not None
+
+
 def diagnose_event(event: Mapping[str, Any], service: Subject, *, task_cause: Cause | None = None) -> Finding | None:
     """A finding for a service event that reports a problem; None for routine events.
 

@@ -1,0 +1,218 @@
+"""The one layer that talks to AWS: every call is budgeted, retried, counted, and dry-run guarded.
+
+- Dry-run is enforced here, twice: `call` refuses any operation that is not a read, and a botocore
+  `before-call` hook on every client refuses it again, so no code path can slip a write through.
+- ECS throttles per account and Region with token buckets per category (service reads, task reads,
+  cluster reads), shared with every other caller; a client-side bucket per category keeps the agent
+  well below them.
+- Throttling and 5xx are retried with jittered exponential backoff (tenacity); nothing else is:
+  a 4xx is a fact about the request, and retrying it only hides it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+if TYPE_CHECKING:
+    from agent.metrics import Metrics
+
+READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
+READ_OPERATIONS = frozenset({"ReceiveMessage"})  # reading a queue changes no resource
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+    }
+)
+_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+
+# ECS's own throttling categories (API reference, "Request throttling"); other services share one.
+_ECS_CATEGORIES = {
+    "ListClusters": "cluster-read",
+    "DescribeClusters": "cluster-read",
+    "ListServices": "service-read",
+    "DescribeServices": "service-read",
+    "ListTasks": "task-read",
+    "DescribeTasks": "task-read",
+    "ListContainerInstances": "task-read",
+    "DescribeContainerInstances": "task-read",
+}
+
+
+def is_read_only(operation: str) -> bool:
+    return operation.startswith(READ_PREFIXES) or operation in READ_OPERATIONS
+
+
+class DryRunViolationError(RuntimeError):
+    """A mutating call attempted in dry-run. Always a bug: decide never plans to apply in dry-run."""
+
+
+def is_throttling(error: BaseException) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in THROTTLING_CODES
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, _TRANSIENT) or is_throttling(error):
+        return True
+    if isinstance(error, ClientError):
+        return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
+    return False
+
+
+class TokenBucket:
+    """`rate` calls per second sustained, `burst` at once; `acquire` waits for a token."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = burst
+        self._clock, self._sleep = clock, sleep
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, waiting if none is left; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class AwsGateway:
+    """boto3 behind one door. `call(api, operation, params)` is the only way the agent reaches AWS."""
+
+    def __init__(
+        self,
+        *,
+        dry_run: bool,
+        metrics: Metrics,
+        session: boto3.session.Session | None = None,
+        rate_per_second: float = 10.0,
+        burst: float = 20.0,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dry_run = dry_run
+        self.metrics = metrics
+        self.session = session or boto3.session.Session()
+        self._sleep = sleep
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._rate, self._burst = rate_per_second, burst
+        self._buckets: dict[str, TokenBucket] = {}
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str, str], int] = {}
+
+    @property
+    def region(self) -> str | None:
+        region = self.session.region_name
+        return str(region) if region else None
+
+    def client(self, api: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+        with self._lock:
+            if api not in self._clients:
+                # Retries are ours (tenacity), so botocore makes exactly one attempt per call.
+                config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+                client = self.session.client(api, config=config)
+                client.meta.events.register("before-call.*.*", self._guard)
+                self._clients[api] = client
+            return self._clients[api]
+
+    def _guard(self, model: Any, **_: Any) -> None:  # noqa: ANN401 - botocore's hook signature
+        if self.dry_run and not is_read_only(model.name):
+            raise DryRunViolationError(f"dry-run: refused {model.service_model.service_name}:{model.name}")
+
+    def _bucket(self, api: str, operation: str) -> TokenBucket:
+        category = _ECS_CATEGORIES.get(operation, "other") if api == "ecs" else api
+        with self._lock:
+            if category not in self._buckets:
+                self._buckets[category] = TokenBucket(self._rate, self._burst, clock=self._clock, sleep=self._sleep)
+            return self._buckets[category]
+
+    def _count(self, api: str, operation: str, outcome: str) -> None:
+        self.metrics.aws_calls.labels(api, operation, outcome).inc()
+        key = (api, operation, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Call `api`'s `operation` with `params`; retried on throttling and 5xx; refused if dry-run writes."""
+        if self.dry_run and not is_read_only(operation):
+            self._count(api, operation, "blocked")
+            raise DryRunViolationError(f"dry-run: refused {api}:{operation}")
+        method = getattr(self.client(api), _snake(operation))
+        bucket = self._bucket(api, operation)
+
+        def attempt() -> dict[str, Any]:
+            bucket.acquire()
+            try:
+                response: dict[str, Any] = method(**params)
+            except Exception as error:
+                self._count(api, operation, "throttled" if is_throttling(error) else "error")
+                raise
+            self._count(api, operation, "ok")
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            retry=retry_if_exception(is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    def paginate(
+        self, api: str, operation: str, params: Mapping[str, Any], key: str, page_field: str = "nextToken"
+    ) -> Iterator[Any]:
+        """Every item under `key` across pages (each page is one budgeted, counted call)."""
+        request = dict(params)
+        while True:
+            page = self.call(api, operation, request)
+            yield from page.get(key) or []
+            next_token = page.get(page_field)
+            if not next_token:
+                return
+            request[page_field] = next_token
+
+    def total_calls(self) -> int:
+        return sum(count for (_, _, outcome), count in self.counts.items() if outcome != "blocked")
+
+
+def _snake(operation: str) -> str:
+    """`DescribeServices` -> `describe_services` (botocore's method names)."""
+    return str(xform_name(operation))

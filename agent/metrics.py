@@ -1,0 +1,86 @@
+"""REPORT: every Prometheus metric ecs-medic exports, in one place, on an injectable registry.
+
+Names are the contract dashboards and alerts are written against. Label sets are bounded: clusters,
+services and policies are the operator's own (finite) names, causes/actions/outcomes are enums.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REMEDIATION_OUTCOMES = (
+    "proposed",
+    "awaiting_approval",
+    "applied",
+    "verified",
+    "not_effective",
+    "failed",
+    "skipped_cooldown",
+    "skipped_limit",
+)
+
+
+class Metrics:
+    """The agent's metrics. Tests pass their own registry and read samples back from it."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.remediations = Counter(
+            "ecs_medic_remediations_total",
+            "Remediations by what became of them: proposed, awaiting_approval, applied, verified, not_effective, "
+            "failed, skipped_cooldown, skipped_limit.",
+            ["cluster", "service", "policy", "action", "outcome"],
+            registry=r,
+        )
+        self.findings = Counter(
+            "ecs_medic_findings_total",
+            "Diagnosed findings (each ECS item counted once, when first seen), by root cause.",
+            ["cluster", "service", "cause"],
+            registry=r,
+        )
+        self.passes = Counter(
+            "ecs_medic_reconcile_passes_total",
+            "Reconcile passes by result: ok, partial, error.",
+            ["result"],
+            registry=r,
+        )
+        self.pass_duration = Histogram(
+            "ecs_medic_reconcile_duration_seconds",
+            "Wall-clock duration of one reconcile pass.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.aws_calls = Counter(
+            "ecs_medic_aws_calls_total",
+            "AWS API calls by service, operation and outcome: ok, throttled, error, blocked (dry-run guard).",
+            ["service", "operation", "outcome"],
+            registry=r,
+        )
+        self.services_observed = Gauge(
+            "ecs_medic_services_observed", "Services observed in the last pass.", ["cluster"], registry=r
+        )
+        self.unhealthy_services = Gauge(
+            "ecs_medic_unhealthy_services",
+            "Services not at steady state with failures diagnosed, in the last pass.",
+            ["cluster"],
+            registry=r,
+        )
+        self.pending_approvals = Gauge(
+            "ecs_medic_pending_approvals", "Proposals waiting for `ecs-medic approve`.", registry=r
+        )
+        self.oldest_pending_approval = Gauge(
+            "ecs_medic_oldest_pending_approval_seconds",
+            "Age of the oldest proposal waiting for approval (0 when none).",
+            registry=r,
+        )
+        self.enforcement_paused = Gauge(
+            "ecs_medic_enforcement_paused",
+            "1 when enforcement is paused in the cluster (pause switch, cluster tag or storm guard).",
+            ["cluster"],
+            registry=r,
+        )
+        self.last_pass = Gauge(
+            "ecs_medic_last_pass_timestamp_seconds", "Unix time when the last pass finished.", registry=r
+        )
+        self.is_leader = Gauge("ecs_medic_is_leader", "1 when this replica holds the lease and acts.", registry=r)

@@ -1,0 +1,243 @@
+"""OBSERVE: read-only calls -> one snapshot of every selected service. Level-triggered and cheap.
+
+Every pass re-reads current state: ListServices, then DescribeServices 10 at a time with tags. A
+healthy service costs about a tenth of a call. Stopped tasks (ListTasks STOPPED, DescribeTasks 100 at
+a time) are read only for services that show trouble: a new problem event, failed tasks in a
+deployment, fewer running than desired, or a rollout that has not finished. Task definitions never
+change once registered, so each is read once and remembered. A failing cluster or service is
+recorded as an error of this pass and never stops the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agent.arns import as_datetime, family_revision, resource_name
+from agent.diagnose.events import reports_problem
+from agent.model import ServiceView
+from agent.state import PAUSED
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from datetime import datetime
+
+DESCRIBE_SERVICES_BATCH = 10  # the API's limit
+DESCRIBE_TASKS_BATCH = 100  # the API's limit
+STOPPED_TASKS_PER_SERVICE = 100  # newest evidence is enough; ECS keeps stopped tasks about an hour
+STUCK_ROLLOUT = timedelta(minutes=15)
+
+
+class ReadApi(Protocol):
+    """The reads observe makes (implemented by `agent.aws.AwsGateway`)."""
+
+    def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def paginate(self, api: str, operation: str, params: Mapping[str, Any], key: str) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveError:
+    """Something this pass could not read; the rest of the pass went on."""
+
+    cluster: str
+    service: str | None
+    operation: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    services: tuple[ServiceView, ...]
+    errors: tuple[ObserveError, ...]
+    clusters: tuple[str, ...]
+
+
+def _tags(items: object) -> dict[str, str]:
+    """ECS returns tags as [{key, value}]; Auto Scaling as [{Key, Value}]."""
+    tags: dict[str, str] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            key, value = item.get("key", item.get("Key")), item.get("value", item.get("Value", ""))
+            if isinstance(key, str):
+                tags[key] = str(value)
+    return tags
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def needs_stopped_tasks(service: Mapping[str, Any], seen_until: datetime | None, now: datetime) -> bool:
+    """Whether a service shows trouble worth reading its stopped tasks for."""
+    if int(service.get("runningCount") or 0) < int(service.get("desiredCount") or 0):
+        return True
+    deployments = [d for d in service.get("deployments") or [] if isinstance(d, dict)]
+    if len(deployments) > 1:
+        return True
+    for deployment in deployments:
+        if deployment.get("rolloutState") == "FAILED" or int(deployment.get("failedTasks") or 0) > 0:
+            return True
+        created = as_datetime(deployment.get("createdAt"))
+        if deployment.get("rolloutState") == "IN_PROGRESS" and created and now - created > STUCK_ROLLOUT:
+            return True
+    for event in service.get("events") or []:
+        created = as_datetime(event.get("createdAt")) if isinstance(event, dict) else None
+        if seen_until is not None and created is not None and created <= seen_until:
+            break  # events are newest first: the rest were read in an earlier pass
+        if isinstance(event, dict) and reports_problem(str(event.get("message") or "")):
+            return True
+    return False
+
+
+@dataclass
+class Observer:
+    """Reads the fleet. Keeps only what never changes (task definitions) and what was already seen."""
+
+    aws: ReadApi
+    clusters: tuple[str, ...] = ()
+    task_definition_reads_per_pass: int = 20  # for prevention checks on services that show no trouble
+    _task_definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    _events_seen_until: dict[str, datetime] = field(default_factory=dict)
+
+    def observe(self, now: datetime) -> Snapshot:
+        errors: list[ObserveError] = []
+        try:
+            cluster_arns = list(self.clusters) or list(self.aws.paginate("ecs", "ListClusters", {}, "clusterArns"))
+            clusters = self._describe_clusters(cluster_arns)
+        except Exception as error:  # noqa: BLE001 - reported as this pass's error; the loop goes on
+            return Snapshot((), (ObserveError("*", None, "ListClusters", _message(error)),), ())
+        views: list[ServiceView] = []
+        budget = [self.task_definition_reads_per_pass]
+        for cluster in clusters:
+            name = str(cluster.get("clusterName") or resource_name(str(cluster.get("clusterArn", ""))))
+            try:
+                views += self._observe_cluster(cluster, now, errors, budget)
+            except Exception as error:  # noqa: BLE001 - one cluster's failure never stops the others
+                errors.append(ObserveError(name, None, "ListServices", _message(error)))
+        return Snapshot(tuple(views), tuple(errors), tuple(str(c.get("clusterName")) for c in clusters))
+
+    def _describe_clusters(self, arns: Sequence[str]) -> list[Mapping[str, Any]]:
+        described: list[Mapping[str, Any]] = []
+        for chunk in _chunks(arns, 100):
+            response = self.aws.call("ecs", "DescribeClusters", {"clusters": list(chunk), "include": ["TAGS"]})
+            described += [c for c in response.get("clusters") or [] if c.get("status", "ACTIVE") == "ACTIVE"]
+        return described
+
+    def _observe_cluster(
+        self, cluster: Mapping[str, Any], now: datetime, errors: list[ObserveError], budget: list[int]
+    ) -> list[ServiceView]:
+        name = str(cluster.get("clusterName"))
+        paused = _tags(cluster.get("tags")).get(PAUSED) or None
+        arns = list(self.aws.paginate("ecs", "ListServices", {"cluster": name, "maxResults": 100}, "serviceArns"))
+        capacity: dict[str, Any] | None = None
+        views = []
+        for chunk in _chunks(arns, DESCRIBE_SERVICES_BATCH):
+            try:
+                response = self.aws.call(
+                    "ecs", "DescribeServices", {"cluster": name, "services": list(chunk), "include": ["TAGS"]}
+                )
+            except Exception as error:  # noqa: BLE001 - the other batches still count
+                errors.append(ObserveError(name, None, "DescribeServices", _message(error)))
+                continue
+            for service in response.get("services") or []:
+                if service.get("status") != "ACTIVE":
+                    continue
+                try:
+                    view, capacity = self._observe_service(
+                        cluster, service, paused=paused, now=now, budget=budget, capacity=capacity
+                    )
+                except Exception as error:  # noqa: BLE001 - one service's failure never stops the others
+                    errors.append(ObserveError(name, str(service.get("serviceName")), "DescribeTasks", _message(error)))
+                    continue
+                views.append(view)
+        return views
+
+    def _observe_service(
+        self,
+        cluster: Mapping[str, Any],
+        service: dict[str, Any],
+        *,
+        paused: str | None,
+        now: datetime,
+        budget: list[int],
+        capacity: dict[str, Any] | None,
+    ) -> tuple[ServiceView, dict[str, Any] | None]:
+        cluster_name = str(cluster.get("clusterName"))
+        arn = str(service.get("serviceArn"))
+        troubled = needs_stopped_tasks(service, self._events_seen_until.get(arn), now)
+        events = [e for e in service.get("events") or [] if isinstance(e, dict)]
+        newest = as_datetime(events[0].get("createdAt")) if events else None
+        if newest is not None:
+            self._events_seen_until[arn] = newest
+        stopped = self._stopped_tasks(cluster_name, str(service.get("serviceName"))) if troubled else []
+        wanted = {family_revision(str(service.get("taskDefinition") or "")) or ""}
+        if troubled:
+            wanted |= {family_revision(str(t.get("taskDefinitionArn") or "")) or "" for t in stopped}
+            wanted |= {
+                family_revision(str(d.get("taskDefinition") or "")) or "" for d in service.get("deployments") or []
+            }
+        definitions = self._task_definitions_for(wanted - {""}, budget, troubled=troubled)
+        if troubled and service.get("launchType") != "FARGATE" and capacity is None:
+            capacity = self._capacity(cluster)
+        providers, groups = (capacity or {}).get("providers", ()), (capacity or {}).get("groups", {})
+        view = ServiceView(
+            cluster=cluster_name,
+            name=str(service.get("serviceName")),
+            description=service,
+            tags=_tags(service.get("tags")),
+            stopped_tasks=tuple(stopped),
+            task_definitions=definitions,
+            capacity_providers=tuple(providers) if troubled else (),
+            auto_scaling_groups=dict(groups) if troubled else {},
+            cluster_paused=paused,
+        )
+        return view, capacity
+
+    def _stopped_tasks(self, cluster: str, service: str) -> list[dict[str, Any]]:
+        params = {"cluster": cluster, "serviceName": service, "desiredStatus": "STOPPED", "maxResults": 100}
+        arns = list(self.aws.paginate("ecs", "ListTasks", params, "taskArns"))[:STOPPED_TASKS_PER_SERVICE]
+        tasks: list[dict[str, Any]] = []
+        for chunk in _chunks(arns, DESCRIBE_TASKS_BATCH):
+            response = self.aws.call("ecs", "DescribeTasks", {"cluster": cluster, "tasks": list(chunk)})
+            tasks += response.get("tasks") or []
+        # A task belongs to the service that started it; anything else in the answer is not evidence here.
+        return [t for t in tasks if t.get("group") == f"service:{service}"]
+
+    def _task_definitions_for(
+        self, wanted: Iterable[str], budget: list[int], *, troubled: bool
+    ) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
+        for revision in sorted(wanted):
+            if revision not in self._task_definitions:
+                if not troubled and budget[0] <= 0:
+                    continue
+                budget[0] -= 0 if troubled else 1
+                response = self.aws.call("ecs", "DescribeTaskDefinition", {"taskDefinition": revision})
+                self._task_definitions[revision] = response["taskDefinition"]
+            found[revision] = self._task_definitions[revision]
+        return found
+
+    def _capacity(self, cluster: Mapping[str, Any]) -> dict[str, Any]:
+        names = [n for n in cluster.get("capacityProviders") or [] if not str(n).startswith("FARGATE")]
+        if not names:
+            return {"providers": (), "groups": {}}
+        response = self.aws.call("ecs", "DescribeCapacityProviders", {"capacityProviders": names})
+        providers = [p for p in response.get("capacityProviders") or [] if p.get("autoScalingGroupProvider")]
+        group_names = [
+            str(p["autoScalingGroupProvider"].get("autoScalingGroupArn", "")).split("autoScalingGroupName/", 1)[-1]
+            for p in providers
+        ]
+        groups: dict[str, Any] = {}
+        if group_names:
+            described = self.aws.call(
+                "autoscaling", "DescribeAutoScalingGroups", {"AutoScalingGroupNames": group_names}
+            )
+            groups = {g["AutoScalingGroupName"]: g for g in described.get("AutoScalingGroups") or []}
+        return {"providers": tuple(providers), "groups": groups}
+
+
+def _message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,117 @@
+"""The policy language: Kubernetes-style YAML documents, checked field by field.
+
+```yaml
+apiVersion: ecs-medic/v1
+kind: RemediationPolicy
+metadata: {name: raise-grace-period-on-elb-cycling}
+spec:
+  selector: {clusters: ["*"], services: ["*"], tags: {}}
+  when: {cause: health_check_elb, occurrences: 3, within: 15m}
+  remediation: {action: raise_grace_period, params: {factor: 2, min_seconds: 60, max_seconds: 600}}
+  approval: auto
+  cooldown: 30m
+  maxAttempts: 3
+  priority: 0
+```
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from agent.actions import REGISTRY
+from agent.model import Cause, Risk
+from agent.policy.duration import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo must never silently widen or disable a policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Selector(_Strict):
+    """Which services a policy applies to: globs on cluster and service names; every tag must match."""
+
+    clusters: tuple[str, ...] = ("*",)
+    services: tuple[str, ...] = ("*",)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class When(_Strict):
+    """What must be true of a service for the policy to act."""
+
+    cause: tuple[Cause, ...] = Field(default=(), description="diagnosed causes, any of them")
+    risk: Risk | None = Field(default=None, description="a prevention finding instead of a failure")
+    occurrences: int = Field(default=1, ge=1, description="at least this many matching findings...")
+    within: Duration = Field(default=900.0, gt=0, description="...inside this window")
+    after_deploy: bool | None = Field(
+        default=None,
+        alias="afterDeploy",
+        description="true: the failing revision is newer than the last good one (the failure came with a deploy)",
+    )
+    deployment: Literal["failing", "failed"] | None = Field(
+        default=None, description="failing: the PRIMARY rollout is IN_PROGRESS with failed tasks; failed: FAILED"
+    )
+    circuit_breaker: Literal["enabled", "disabled"] | None = Field(default=None, alias="circuitBreaker")
+    launch_type: Literal["EC2", "FARGATE"] | None = Field(default=None, alias="launchType")
+
+    @field_validator("cause", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> When:
+        if not self.cause and self.risk is None and self.deployment is None:
+            raise ValueError("needs at least one of `cause`, `risk` or `deployment`")
+        if self.risk is not None and (self.cause or self.deployment):
+            raise ValueError("`risk` (prevention) cannot be combined with `cause` or `deployment` (failures)")
+        return self
+
+
+class Remediation(_Strict):
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("action")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unknown action {value!r}; valid actions: {', '.join(sorted(REGISTRY))}")
+        return value
+
+    # `params` are checked against the action's own schema by the loader, so that an error can name
+    # spec.remediation.params.<field> and list that action's fields.
+
+
+class Spec(_Strict):
+    selector: Selector = Field(default_factory=Selector)
+    when: When
+    remediation: Remediation
+    approval: Literal["auto", "manual"] = "auto"
+    cooldown: Duration = Field(default=1800.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, alias="maxAttempts")
+    priority: int = Field(default=0, description="higher first, when several policies match one service")
+
+
+class Metadata(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Policy(_Strict):
+    api_version: Literal["ecs-medic/v1"] = Field(alias="apiVersion")
+    kind: Literal["RemediationPolicy"]
+    metadata: Metadata
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

@@ -1,0 +1,267 @@
+"""DECIDE as a pure function: which policy acts, and every safety rule that stops it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from agent.decide import Outcome, decide
+from agent.settings import Mode
+from agent.state import ActionRecord, Approval, ServiceState, Verification
+from tests.agent.fixtures import BUNDLED, NOW, assessment, at, limits, view
+from tests.diagnose.builders import container, deployment, service, stopped_task
+
+TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+OOM = "OutOfMemoryError: Container killed due to memory usage"
+
+
+def elb_cycling(name: str = "web", **view_args):
+    description = service(name=name, deployments=[deployment(rollout_state="COMPLETED", reason="", revision=43)])
+    description["loadBalancers"] = [{"targetGroupArn": TARGET_GROUP, "containerName": "app", "containerPort": 8080}]
+    description["runningCount"] = 2
+    tasks = [
+        stopped_task(
+            container(exit_code=137),
+            stop_code="ServiceSchedulerInitiated",
+            stopped_reason=f"Task failed ELB health checks in (target-group {TARGET_GROUP})",
+            task_id=f"{i:032x}",
+            service=name,
+            revision=43,
+            started_at=at(10 + i * 2),
+            stopped_at=at(10 + i * 2 - 1.5),
+        )
+        for i in range(3)
+    ]
+    return view(description, stopped=tasks, **view_args)
+
+
+def oom_loop(**view_args):
+    description = service(deployments=[deployment(rollout_state="COMPLETED", reason="", revision=43)])
+    description["runningCount"] = 1
+    tasks = [
+        stopped_task(container(exit_code=137, reason=OOM), task_id=f"{i:032x}", revision=43, stopped_at=at(i))
+        for i in range(2)
+    ]
+    definition = {
+        "family": "web",
+        "revision": 43,
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "512",
+        "memory": "1024",
+        "containerDefinitions": [{"name": "app", "memory": 1024, "essential": True}],
+    }
+    return view(description, stopped=tasks, definitions={"web:43": definition}, **view_args)
+
+
+def only(decisions):
+    [decision] = decisions
+    return decision.proposal
+
+
+def test_elb_cycling_raises_the_grace_period_to_twice_the_lifetime():
+    proposal = only(decide([assessment(elb_cycling())], BUNDLED, limits(), NOW))
+    assert (proposal.action, proposal.policy, proposal.outcome) == (
+        "raise_grace_period",
+        "raise-grace-period-on-elb-cycling",
+        Outcome.APPLY,
+    )
+    [change] = proposal.plan.changes
+    assert (change.field, change.current, change.desired) == ("healthCheckGracePeriodSeconds", 0, 180)
+    assert proposal.plan.commands == (
+        "aws ecs update-service --cluster prod --service web --health-check-grace-period-seconds 180 --region us-east-1",
+    )
+    assert proposal.cause == "health_check_elb"
+    assert any("Task failed ELB health checks" in line for line in proposal.evidence)
+
+
+def test_dry_run_proposes_what_enforce_would_do():
+    enforce = only(decide([assessment(elb_cycling())], BUNDLED, limits(), NOW))
+    dry = only(decide([assessment(elb_cycling())], BUNDLED, limits(mode=Mode.DRY_RUN), NOW))
+    assert dry.outcome is Outcome.PROPOSED
+    assert dry.reason == "dry-run: no change made"
+    assert (dry.id, dry.plan) == (enforce.id, enforce.plan)
+
+
+def test_cooldown_holds():
+    state = ServiceState(actions={"raise_grace_period": ActionRecord(NOW - timedelta(minutes=10), 1, "verified", "p")})
+    proposal = only(decide([assessment(elb_cycling(), state)], BUNDLED, limits(), NOW))
+    assert proposal.outcome is Outcome.SKIPPED_COOLDOWN
+
+
+def test_max_attempts_escalate():
+    record = ActionRecord(NOW - timedelta(hours=2), 3, "not_effective", "p")
+    proposal = only(
+        decide(
+            [assessment(elb_cycling(), ServiceState(actions={"raise_grace_period": record}))], BUNDLED, limits(), NOW
+        )
+    )
+    assert proposal.outcome is Outcome.SKIPPED_LIMIT
+    assert proposal.reason.startswith("escalated: 3 attempts")
+
+
+def test_hourly_cap_counts_actions_already_taken():
+    recent = ServiceState(
+        actions={"rollback_task_definition": ActionRecord(NOW - timedelta(minutes=30), 1, "verified", "p")}
+    )
+    services = [assessment(elb_cycling("a")), assessment(elb_cycling("b")), assessment(view(service(name="c")), recent)]
+    decided = [
+        (d.proposal.action, d.proposal.outcome) for d in decide(services, BUNDLED, limits(max_actions_per_hour=2), NOW)
+    ]
+    # One action was taken in the last hour, so one more fits; notify changes nothing and is not capped.
+    assert decided == [
+        ("raise_grace_period", Outcome.APPLY),
+        ("raise_grace_period", Outcome.SKIPPED_LIMIT),
+        ("notify", Outcome.APPLY),
+    ]
+
+
+def test_storm_guard_pauses_enforcement_in_the_cluster():
+    failing = [assessment(elb_cycling(f"s{i}")) for i in range(3)]
+    healthy = assessment(view(service(name="quiet", deployments=[deployment(rollout_state="COMPLETED", reason="")])))
+    decisions = decide([*failing, replace(healthy)], BUNDLED, limits(), NOW)
+    storm = [d.proposal for d in decisions if d.proposal and d.proposal.action == "raise_grace_period"]
+    assert len(storm) == 3
+    assert all(
+        p.outcome is Outcome.PROPOSED and p.reason.startswith("enforcement paused in prod: storm") for p in storm
+    )
+
+
+@pytest.mark.parametrize(
+    ("service_view", "settings", "reason"),
+    [
+        pytest.param(elb_cycling(), {"paused": True}, "enforcement paused: the pause switch is on", id="pause-switch"),
+        pytest.param(elb_cycling(paused="upgrade"), {}, "enforcement paused: upgrade", id="cluster-pause-tag"),
+        pytest.param(
+            elb_cycling(managed=False), {}, "not managed: the service has no ecs-medic:managed=true tag", id="unmanaged"
+        ),
+    ],
+)
+def test_pause_and_managed_tag_turn_actions_into_proposals(service_view, settings, reason):
+    proposal = only(decide([assessment(service_view)], BUNDLED, limits(**settings), NOW))
+    assert (proposal.outcome, proposal.reason) == (Outcome.PROPOSED, reason)
+
+
+def test_manual_approval_waits_then_applies_once_approved():
+    first = only(decide([assessment(oom_loop())], BUNDLED, limits(), NOW))
+    assert first.action == "raise_memory"
+    assert first.outcome is Outcome.AWAITING_APPROVAL
+    assert first.reason == f"manual approval: run `ecs-medic approve {first.id}`"
+    approved = ServiceState(approved=Approval(first.id, NOW + timedelta(hours=1)))
+    second = only(decide([assessment(oom_loop(), approved)], BUNDLED, limits(), NOW))
+    assert (second.id, second.outcome) == (first.id, Outcome.APPLY)
+    expired = ServiceState(approved=Approval(first.id, NOW - timedelta(seconds=1)))
+    assert only(decide([assessment(oom_loop(), expired)], BUNDLED, limits(), NOW)).outcome is Outcome.AWAITING_APPROVAL
+
+
+def test_raise_memory_keeps_fargate_sizes_valid():
+    plan = only(decide([assessment(oom_loop())], BUNDLED, limits(), NOW)).plan
+    changes = {c.field: (c.current, c.desired) for c in plan.changes}
+    assert changes == {"containerDefinitions[app].memory": (1024, 1536), "memory": ("1024", "2048")}
+
+
+def test_failure_after_deploy_rolls_back_before_anything_else():
+    description = service(
+        deployments=[
+            deployment(failed_tasks=4, revision=43),
+            deployment(
+                "ecs-svc/1111111111111111111", status="ACTIVE", rollout_state="COMPLETED", reason="", revision=42
+            ),
+        ]
+    )
+    missing = (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref x: not found"
+    )
+    tasks = [
+        stopped_task(
+            container(reason=missing),
+            stop_code="TaskFailedToStart",
+            stopped_reason=missing,
+            task_id=f"{i:032x}",
+            revision=43,
+            started_by="ecs-svc/2222222222222222222",
+            stopped_at=at(i),
+        )
+        for i in range(3)
+    ]
+    proposal = only(decide([assessment(view(description, stopped=tasks))], BUNDLED, limits(), NOW))
+    assert (proposal.action, proposal.cause) == ("rollback_task_definition", "image_not_found")
+    [change] = proposal.plan.changes
+    assert (change.current, change.desired) == ("web:43", "web:42")
+
+
+def test_failing_deployment_without_breaker_enables_it_when_rollback_does_not_apply():
+    description = service(
+        deployments=[
+            deployment(failed_tasks=4, revision=43),
+            deployment(
+                "ecs-svc/1111111111111111111", status="ACTIVE", rollout_state="COMPLETED", reason="", revision=42
+            ),
+        ]
+    )
+    tasks = [
+        stopped_task(
+            container(exit_code=137),
+            stop_code="ServiceSchedulerInitiated",
+            stopped_reason="Task failed container health checks",
+            task_id=f"{i:032x}",
+            revision=43,
+            started_by="ecs-svc/2222222222222222222",
+            stopped_at=at(i),
+        )
+        for i in range(3)
+    ]
+    proposal = only(decide([assessment(view(description, stopped=tasks))], BUNDLED, limits(), NOW))
+    assert proposal.action == "enable_circuit_breaker"
+    [change] = proposal.plan.changes
+    assert change.desired == {"enable": True, "rollback": True}
+    assert proposal.plan.request["deploymentConfiguration"]["maximumPercent"] == 200
+
+
+def test_rollback_never_returns_to_a_bad_revision():
+    description = service(deployments=[deployment(failed_tasks=4, revision=43)])
+    tasks = [stopped_task(container(exit_code=1), task_id=f"{i:032x}", revision=43, stopped_at=at(i)) for i in range(3)]
+    state = ServiceState(last_good="web:42", bad_revisions=("web:42",))
+    decisions = decide([assessment(view(description, stopped=tasks), state)], BUNDLED, limits(), NOW)
+    assert all(d.proposal is None or d.proposal.action != "rollback_task_definition" for d in decisions)
+
+
+def test_verification_judges_the_earlier_action_and_blocks_new_ones():
+    started = NOW - timedelta(minutes=5)
+    record = ActionRecord(started, 1, "applied", "p-1")
+    verifying = ServiceState(
+        actions={"raise_grace_period": record},
+        verifying=Verification(
+            "raise_grace_period", "raise-grace-period-on-elb-cycling", "p-1", started, started + timedelta(minutes=10)
+        ),
+    )
+    [waiting] = decide([assessment(elb_cycling(), verifying)], BUNDLED, limits(), NOW)
+    assert (waiting.proposal, waiting.verification) == (None, None)
+    [late] = decide([assessment(elb_cycling(), verifying)], BUNDLED, limits(), NOW + timedelta(minutes=6))
+    assert late.verification is Outcome.NOT_EFFECTIVE
+    assert late.state.actions["raise_grace_period"].outcome == "not_effective"
+    steady = view(
+        service(deployments=[deployment(rollout_state="COMPLETED", reason="", revision=43)]) | {"runningCount": 4}
+    )
+    [fixed] = decide([assessment(steady, verifying)], BUNDLED, limits(), NOW)
+    assert fixed.verification is Outcome.VERIFIED
+    assert fixed.state.actions["raise_grace_period"].attempts == 0
+    assert fixed.state.last_good == "web:43"
+
+
+def test_applying_records_the_attempt_and_starts_verification():
+    [decision] = decide([assessment(elb_cycling())], BUNDLED, limits(), NOW)
+    record = decision.state.actions["raise_grace_period"]
+    assert (record.last_at, record.attempts, record.proposal_id) == (NOW, 1, decision.proposal.id)
+    assert decision.state.verifying.deadline == NOW + timedelta(seconds=600)
+
+
+def test_dry_run_never_applies_anything():
+    services = [assessment(elb_cycling("a")), assessment(oom_loop()), assessment(elb_cycling("b", paused="x"))]
+    approved = [
+        replace(a, state=replace(a.state, approved=Approval("any", NOW + timedelta(hours=1)))) for a in services
+    ]
+    for decision in decide(approved, BUNDLED, limits(mode=Mode.DRY_RUN), NOW):
+        assert decision.proposal is None or decision.proposal.outcome is not Outcome.APPLY
+        assert decision.state.verifying is None

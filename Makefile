@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean deploy-tools deploy-check image
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,9 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[sim,dev]'
 	touch $(INSTALLED)
 
-## demo: diagnose a bundled sample of real ECS output (a stalled deploy and an OOM-killed service)
+## demo: the agent against the embedded simulated ECS world, every scenario, acting (--enforce)
 demo: $(INSTALLED)
-	$(BIN)/ecs-medic diagnose --input agent/samples/stalled-deploy.json
+	$(BIN)/ecs-medic demo --enforce
 
 ## test: the whole suite: lint, formatting, types, import layers, then every test
 test: lint
@@ -30,6 +30,20 @@ lint: $(INSTALLED)
 ## bench: throughput and cost benchmarks; prints tables of medians
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_diagnose.py
+	$(BIN)/python benchmarks/bench_world.py
+	$(BIN)/python benchmarks/bench_agent.py
+
+## deploy-tools: install the validators for the deployment artifacts into .tools (pinned, idempotent)
+deploy-tools:
+	bash deploy/ci/install-tools.sh
+
+## deploy-check: validate Dockerfile, CloudFormation, IAM, Helm chart, alerts and dashboard with the real tools
+deploy-check: $(INSTALLED) deploy-tools
+	$(BIN)/pytest tests/deploy
+
+## image: build the image without a Docker engine, then run it (needs root; about a minute)
+image: $(INSTALLED)
+	bash deploy/ci/build-image.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache .hypothesis

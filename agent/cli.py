@@ -95,13 +95,20 @@ def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
     except PolicyLoadError as error:
         raise UsageError(f"policies refused:\n{error}") from None
     metrics = Metrics()
-    gateway = AwsGateway(dry_run=settings.mode is Mode.DRY_RUN, metrics=metrics)
+    gateway = AwsGateway(dry_run=settings.mode is Mode.DRY_RUN, metrics=metrics, session=aws_session())
     if not gateway.region:
         raise UsageError("no AWS region: set AWS_REGION (or a profile with a region)")
     reconciler = Reconciler(
         aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=logs.logger()
     )
     return _Runtime(settings, reconciler, source, gateway, metrics, logs.logger())
+
+
+def aws_session() -> Any:  # noqa: ANN401 - boto3 sessions are untyped
+    """A boto3 session that also honours AWS_REGION (botocore itself reads only AWS_DEFAULT_REGION)."""
+    import boto3  # noqa: PLC0415
+
+    return boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
 
 
 def _now() -> datetime:
@@ -222,13 +229,39 @@ def _approve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
         raise UsageError(f"no proposal {args.id} is waiting for approval (waiting now: {known})")
     settings = _settings(args)
     expires = _now() + timedelta(seconds=args.ttl or settings.approval_ttl_seconds)
-    writer = AwsGateway(dry_run=False, metrics=Metrics())
+    writer = AwsGateway(dry_run=False, metrics=Metrics(), session=aws_session())
     tag = {"key": APPROVED, "value": Approval(proposal.id, expires).encode()}
     writer.call("ecs", "TagResource", {"resourceArn": proposal.service_arn, "tags": [tag]})
     stdout.write(
         f"approved {proposal.id}: {proposal.action} on {proposal.cluster}/{proposal.service} "
         f"({proposal.plan.summary}); valid until {expires.isoformat(timespec='seconds')}\n"
     )
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    try:
+        from agent import demo  # noqa: PLC0415 - the simulated world needs the `sim` extra (moto)
+        from agent.sim import SCENARIOS  # noqa: PLC0415
+    except ImportError as error:
+        raise UsageError(f"the demo needs the simulated world: pip install 'ecs-medic[sim]' ({error})") from None
+    if args.list_scenarios:
+        return demo.list_scenarios(stdout)
+    unknown = [name for name in args.scenario if name not in SCENARIOS]
+    if unknown:
+        raise UsageError(f"no scenario {', '.join(unknown)}; valid: {', '.join(SCENARIOS)}")
+    return demo.run_demo(args.scenario, enforce=args.enforce, out=stdout, minutes=args.minutes, port=args.port)
+
+
+def _sim_serve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    try:
+        from agent.sim import SCENARIOS  # noqa: PLC0415 - needs the `sim` extra (moto)
+        from agent.sim.serve import serve  # noqa: PLC0415
+    except ImportError as error:
+        raise UsageError(f"the simulated world needs: pip install 'ecs-medic[sim]' ({error})") from None
+    if args.scenario and args.scenario not in SCENARIOS:
+        raise UsageError(f"no scenario {args.scenario}; valid: {', '.join(SCENARIOS)}")
+    serve(args.scenario, args.port, args.speed, stdout)
     return EXIT_OK
 
 
@@ -352,6 +385,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=float, help="seconds the approval stays valid (default: ECS_MEDIC_APPROVAL_TTL_SECONDS)"
     )
     approve.set_defaults(handler=_approve)
+
+    demo = commands.add_parser(
+        "demo", help="run the agent against the embedded simulated ECS world (no AWS account needed)"
+    )
+    demo.add_argument("--scenario", action="append", default=[], metavar="NAME", help="repeatable; default: all")
+    demo.add_argument("--enforce", action="store_true", help="let the agent act (default: dry-run, propose only)")
+    demo.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
+    demo.add_argument("--minutes", type=float, default=40.0, help="simulated minutes to run at most")
+    demo.add_argument("--port", type=int, help="serve /metrics, /healthz, /readyz and /proposals on this port")
+    demo.set_defaults(handler=_demo)
+
+    sim = commands.add_parser("sim", help="the simulated ECS world")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
+    serve = sim_commands.add_parser(
+        "serve", help="serve the simulated world as an AWS endpoint, for the aws CLI or an agent in another process"
+    )
+    serve.add_argument("--scenario", help="break the world this way first (default: a healthy world)")
+    serve.add_argument("--port", type=int, default=4566, help="port on 127.0.0.1 (default 4566)")
+    serve.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    serve.set_defaults(handler=_sim_serve)
     return parser
 
 

@@ -180,12 +180,17 @@ def matching(policy: LoadedPolicy, assessment: Assessment, now: datetime) -> tup
             and (not when.cause or f.cause in when.cause)
         ]
         return deployments, []
+    # A deployment that is still failing is current evidence of its cause however long ago it last
+    # changed (ECS backs off launches for up to 15 minutes); stopped tasks and events count in the window.
     found = [
         f
         for f in assessment.findings
         if f.cause in when.cause
-        and f.source_kind is not SourceKind.DEPLOYMENT
-        and (f.occurred_at is None or f.occurred_at >= since)
+        and (
+            f.subject.rollout_state == "IN_PROGRESS"
+            if f.source_kind is SourceKind.DEPLOYMENT
+            else f.occurred_at is None or f.occurred_at >= since
+        )
     ]
     if len(found) < when.occurrences:
         return [], []

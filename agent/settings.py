@@ -6,6 +6,7 @@ nothing here duplicates it. Names are flat (`ECS_MEDIC_MODE`, not nested) becaus
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,11 +16,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def bundled_policies() -> Path:
-    """The default policies: the image's copy if present, else the checkout's `policies/` folder."""
-    for candidate in (Path("/etc/ecs-medic/policies"), Path(__file__).resolve().parent.parent / "policies"):
+    """The default policies: the container image's, a checkout's, or the installed package's copy."""
+    checkout = Path(__file__).resolve().parent.parent / "policies"
+    for candidate in (Path("/etc/ecs-medic/policies"), checkout, Path(sys.prefix) / "share" / "ecs-medic" / "policies"):
         if candidate.is_dir():
             return candidate
-    return Path(__file__).resolve().parent.parent / "policies"
+    return checkout
 
 
 class Mode(StrEnum):

@@ -120,6 +120,7 @@ class AwsGateway:
         dry_run: bool,
         metrics: Metrics,
         session: boto3.session.Session | None = None,
+        endpoint_url: str | None = None,
         rate_per_second: float = 10.0,
         burst: float = 20.0,
         max_attempts: int = 5,
@@ -129,6 +130,7 @@ class AwsGateway:
         self.dry_run = dry_run
         self.metrics = metrics
         self.session = session or boto3.session.Session()
+        self._endpoint_url = endpoint_url  # None: boto3's own resolution (AWS_ENDPOINT_URL, then AWS)
         self._sleep = sleep
         self._clock = clock
         self._max_attempts = max_attempts
@@ -148,7 +150,7 @@ class AwsGateway:
             if api not in self._clients:
                 # Retries are ours (tenacity), so botocore makes exactly one attempt per call.
                 config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-                client = self.session.client(api, config=config)
+                client = self.session.client(api, config=config, endpoint_url=self._endpoint_url)
                 client.meta.events.register("before-call.*.*", self._guard)
                 self._clients[api] = client
             return self._clients[api]
@@ -189,7 +191,7 @@ class AwsGateway:
 
         retrying = Retrying(
             stop=stop_after_attempt(self._max_attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=10.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
             retry=retry_if_exception(is_retryable),
             sleep=self._sleep,
             reraise=True,

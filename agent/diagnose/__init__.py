@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.arns import as_datetime, family_revision, region_of, resource_name, service_of_group
 from agent.diagnose.deployments import circuit_breaker, diagnose_deployments
-from agent.diagnose.events import diagnose_event
+from agent.diagnose.events import diagnose_event, is_steady_state_event
 from agent.diagnose.failures import diagnose_failure
 from agent.diagnose.fields import text
 from agent.diagnose.tasks import diagnose_task, is_stopped
@@ -81,6 +81,8 @@ def diagnose_service(
     findings = diagnose_deployments(service, base, task_causes=deployment_causes, fallback_cause=task_cause)
     events = service.get("events")
     for event in events if isinstance(events, list) else []:
+        if isinstance(event, dict) and is_steady_state_event(event):
+            break  # events are newest first: what came before the service reached steady state is history
         if isinstance(event, dict) and (found := diagnose_event(event, base, task_cause=task_cause)) is not None:
             findings.append(found)
     return findings + task_findings

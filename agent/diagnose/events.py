@@ -94,6 +94,15 @@ def _read_event(text: str, task_cause: Cause | None) -> Reading | None:
     return None
 
 
+_STEADY_STATE = re.compile(r"has reached a steady state\.?$")
+
+
+def is_steady_state_event(event: Mapping[str, Any]) -> bool:
+    """`(service x) has reached a steady state.`: everything older was resolved."""
+    message = event.get("message")
+    return isinstance(message, str) and bool(_STEADY_STATE.search(message.strip()))
+
+
 def reports_problem(message: str) -> bool:
     """Whether a service event reports a problem (a cheap check, for deciding what to read next)."""
     return _read_event(strip_subject(message), None) is not None

@@ -158,7 +158,7 @@ def test_manual_approval_waits_then_applies_once_approved():
 def test_raise_memory_keeps_fargate_sizes_valid():
     plan = only(decide([assessment(oom_loop())], BUNDLED, limits(), NOW)).plan
     changes = {c.field: (c.current, c.desired) for c in plan.changes}
-    assert changes == {"containerDefinitions[app].memory": (1024, 1536), "memory": ("1024", "2048")}
+    assert changes == {"containerDefinitions[app].memory": (1024, 2048), "memory": ("1024", "2048")}
 
 
 def test_failure_after_deploy_rolls_back_before_anything_else():

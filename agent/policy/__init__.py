@@ -1,0 +1,1 @@
+"""The policy language: schema, loader with precise errors, and reload on change."""

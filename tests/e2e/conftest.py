@@ -1,0 +1,75 @@
+"""The agent, unchanged, against the simulated world over HTTP; time is the world's, never real."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent import logs
+from agent.decide import Outcome, Proposal
+from agent.demo import agent_for, manage
+from agent.metrics import Metrics
+from agent.model import Risk
+from agent.reconciler import PassReport, Reconciler
+from agent.settings import LogFormat, Mode, Settings
+from agent.sim import Scenario, World
+
+START = datetime(2026, 4, 19, 2, 0, tzinfo=UTC)
+PREVENTION = {risk.value for risk in Risk}
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with World.start(seed=11, start_time=START) as started:
+        yield started
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[io.StringIO]:
+    lines = io.StringIO()
+    logs.configure(LogFormat.JSON, stream=lines)
+    yield lines
+
+
+@dataclass
+class Run:
+    """An agent run against a world: every pass's report, and the remediations it applied."""
+
+    world: World
+    reconciler: Reconciler
+    reports: list[PassReport] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.reconciler.metrics
+
+    def passes(self, count: int, *, every: float = 30.0) -> PassReport:
+        for _ in range(count):
+            self.reports.append(self.reconciler.run_pass(self.world.now))
+            self.world.advance(every)
+        return self.reports[-1]
+
+    def proposals(self) -> list[Proposal]:
+        return [p for report in self.reports for p in report.proposals]
+
+    def applied(self) -> list[Proposal]:
+        """Remediations of failures that were applied (prevention advice excluded)."""
+        return [p for p in self.proposals() if p.outcome is Outcome.APPLIED and p.cause not in PREVENTION]
+
+
+def start_agent(world: World, mode: Mode = Mode.ENFORCE, **settings: Any) -> Run:
+    metrics = Metrics(CollectorRegistry())
+    return Run(world, agent_for(world, Settings(mode=mode, **settings), metrics=metrics))
+
+
+def prepare(world: World, scenario: Scenario) -> None:
+    """Break the world the scenario's way, opt its services in, and forget the setup's own requests."""
+    scenario.setup(world)
+    manage(world, [scenario])
+    world.requests.clear()

@@ -139,6 +139,10 @@ def _print_pass(report: PassReport, output: str, stdout: TextIO, proposals: Sequ
 
 
 def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    if args.input is None:
+        return _diagnose_live(args, stdout)
+    if args.cluster or args.service:
+        raise UsageError("diagnose takes either --input FILE or --cluster C --service S, not both")
     if args.input == "-":
         text, source = stdin.read(), "<stdin>"
     else:
@@ -150,6 +154,36 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         stdout.write("\n")
     else:
         stdout.write(render_text(findings))
+    return EXIT_OK
+
+
+def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:
+    from agent.inspect import inspect_service, render_inspection  # noqa: PLC0415
+    from agent.observe import Observer  # noqa: PLC0415
+    from agent.settings import Mode  # noqa: PLC0415
+
+    if not (args.cluster and args.service):
+        raise UsageError("diagnose needs --input FILE, or --cluster C and --service S for a live diagnosis")
+    runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
+    inspection = inspect_service(
+        runtime.gateway,
+        Observer(runtime.gateway),
+        args.cluster,
+        args.service,
+        now=_now(),
+        region=runtime.gateway.region,
+    )
+    if inspection is None:
+        raise UsageError(f"no active service {args.service} in cluster {args.cluster}")
+    if args.output == "json":
+        document = {
+            "findings": [finding_to_dict(f) for f in inspection.findings],
+            "checks": [c.to_dict() for c in inspection.checks],
+        }
+        json.dump(document, stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.write(render_inspection(inspection) + "\n" + render_text(inspection.findings))
     return EXIT_OK
 
 
@@ -359,11 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = commands.add_parser(
         "diagnose",
-        help="explain why tasks and services fail, from describe-tasks/describe-services JSON",
-        description="Read JSON as printed by `aws ecs describe-tasks` and/or `aws ecs describe-services` "
+        help="explain why a service fails: live (--cluster, --service) or from describe-* JSON (--input)",
+        description="Live: every check of the troubleshooting workflow for one service (read-only). "
+        "Offline: read JSON as printed by `aws ecs describe-tasks` and/or `aws ecs describe-services` "
         "and print one finding per stopped task, problem event and failed deployment.",
     )
-    diagnose.add_argument("--input", required=True, metavar="FILE", help="the JSON file, or - for stdin")
+    diagnose.add_argument("--input", metavar="FILE", help="the JSON file, or - for stdin")
+    diagnose.add_argument("--cluster", help="live: the cluster")
+    diagnose.add_argument("--service", help="live: the service")
+    diagnose.add_argument("--log-format", dest="log_format", choices=("json", "console"))
     diagnose.add_argument("--output", choices=("text", "json"), default="text", help="report format")
     diagnose.set_defaults(handler=_diagnose)
 

@@ -121,6 +121,23 @@ class Observer:
                 errors.append(ObserveError(name, None, "ListServices", _message(error)))
         return Snapshot(tuple(views), tuple(errors), tuple(str(c.get("clusterName")) for c in clusters))
 
+    def observe_service(self, cluster: str, service: str, now: datetime) -> ServiceView | None:
+        """One service read in full whatever it shows (for live diagnosis); None if it does not exist."""
+        clusters = self._describe_clusters([cluster])
+        if not clusters:
+            return None
+        response = self.aws.call(
+            "ecs", "DescribeServices", {"cluster": cluster, "services": [service], "include": ["TAGS"]}
+        )
+        found = [s for s in response.get("services") or [] if s.get("status") == "ACTIVE"]
+        if not found:
+            return None
+        paused = _tags(clusters[0].get("tags")).get(PAUSED) or None
+        view, _ = self._observe_service(
+            clusters[0], found[0], paused=paused, now=now, budget=[0], capacity=None, force=True
+        )
+        return view
+
     def _describe_clusters(self, arns: Sequence[str]) -> list[Mapping[str, Any]]:
         described: list[Mapping[str, Any]] = []
         for chunk in _chunks(arns, 100):
@@ -166,10 +183,11 @@ class Observer:
         now: datetime,
         budget: list[int],
         capacity: dict[str, Any] | None,
+        force: bool = False,
     ) -> tuple[ServiceView, dict[str, Any] | None]:
         cluster_name = str(cluster.get("clusterName"))
         arn = str(service.get("serviceArn"))
-        troubled = needs_stopped_tasks(service, self._events_seen_until.get(arn), now)
+        troubled = force or needs_stopped_tasks(service, self._events_seen_until.get(arn), now)
         events = [e for e in service.get("events") or [] if isinstance(e, dict)]
         newest = as_datetime(events[0].get("createdAt")) if events else None
         if newest is not None:

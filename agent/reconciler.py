@@ -230,9 +230,11 @@ class Reconciler:
                         cluster=finding.cluster,
                         service=finding.service,
                         cause=finding.cause.value,
+                        action=None,
+                        mode=mode,
+                        outcome=None,
                         source=finding.source,
                         summary=finding.summary,
-                        mode=mode,
                     )
         self._counted_findings = live  # bounded by the evidence ECS still shows
         live_proposals = set()
@@ -272,10 +274,11 @@ class Reconciler:
                     "remediation_judged",
                     cluster=view.cluster,
                     service=view.name,
+                    cause=None,
                     action=decision.verified_action,
-                    policy=decision.verified_policy,
                     mode=mode,
                     outcome=decision.verification.value,
+                    policy=decision.verified_policy,
                 )
         observed = Counter(a.view.cluster for a in assessments)
         unhealthy = Counter(a.view.cluster for a in assessments if a.failing)

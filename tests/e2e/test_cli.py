@@ -144,3 +144,30 @@ def test_run_serves_probes_and_stops_cleanly_on_sigterm(aws_env):
     assert events[0] == "agent_started"
     assert "reconcile_pass" in events
     assert events[-2:] == ["shutdown_requested", "agent_stopped"]
+
+
+def test_live_diagnosis_follows_the_troubleshooting_workflow(aws_env):
+    prepare(aws_env, SCENARIOS["image-tag-missing"])
+    code, out = run(["diagnose", "--cluster", "prod", "--service", "web", "--output", "json"])
+    assert code == 0
+    document = json.loads(out)
+    assert "image_not_found" in {f["cause"] for f in document["findings"]}
+    checks = {c["check"]: c for c in document["checks"]}
+    assert checks["image"]["verdict"] == "problem"
+    assert checks["image"]["lines"] == ["tag v2 is not in repository web", "newest tags in the repository: v1"]
+    assert checks["service"]["verdict"] == "problem"
+    assert aws_env.requests.mutating() == []
+
+
+def test_live_diagnosis_reads_the_crashed_containers_last_log_lines(aws_env):
+    prepare(aws_env, SCENARIOS["crash-loop"])
+    code, out = run(["diagnose", "--cluster", "prod", "--service", "worker"])
+    assert code == 0
+    assert "  info logs\n         last 7 lines of /ecs/worker ecs/app/" in out
+    assert "Field required [type=missing" in out
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_live_diagnosis_of_a_missing_service_is_exit_2(capsys):
+    assert run(["diagnose", "--cluster", "prod", "--service", "nope"])[0] == 2
+    assert capsys.readouterr().err == "ecs-medic: no active service nope in cluster prod\n"

@@ -7,6 +7,8 @@ import threading
 import urllib.request
 from datetime import timedelta
 
+import structlog
+
 from agent.http import Health, StatusServer
 from agent.settings import Mode
 from agent.sim import SCENARIOS, AppProfile
@@ -189,3 +191,26 @@ def test_cooldown_and_bounds_hold_then_the_next_policy_takes_over(world):
         ("enable_circuit_breaker", "verified"),
     ]
     assert world.service_state("prod", "search").task_definition.endswith("search:1")
+
+
+def test_every_log_line_about_a_service_carries_the_same_keys(world):
+    prepare(world, SCENARIOS["crash-loop"])
+    run = start_agent(world)
+    with structlog.testing.capture_logs() as lines:
+        run.passes(6)
+    about_services = [line for line in lines if "service" in line and line["event"] != "observe_failed"]
+    assert {line["event"] for line in about_services} >= {"finding", "remediation", "remediation_judged"}
+    for line in about_services:
+        assert {"cluster", "service", "cause", "action", "mode", "outcome"} <= set(line), line
+    [applied] = [
+        line
+        for line in about_services
+        if line["event"] == "remediation" and line["outcome"] == "applied" and line["action"] != "notify"
+    ]
+    assert (applied["cluster"], applied["service"], applied["cause"], applied["mode"]) == (
+        "prod",
+        "worker",
+        "app_crash",
+        "enforce",
+    )
+    assert {line["event"] for line in lines if "service" not in line} >= {"reconcile_pass"}

@@ -29,9 +29,9 @@ lint: $(INSTALLED)
 
 ## bench: throughput and cost benchmarks; prints tables of medians
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/bench_diagnose.py
-	$(BIN)/python benchmarks/bench_world.py
-	$(BIN)/python benchmarks/bench_agent.py
+	@status=0; for bench in diagnose world agent; do \
+	  $(BIN)/python benchmarks/bench_$$bench.py || status=1; echo; \
+	done; exit $$status
 
 ## deploy-tools: install the validators for the deployment artifacts into .tools (pinned, idempotent)
 deploy-tools:

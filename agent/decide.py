@@ -68,7 +68,6 @@ class Limits:
     storm_min_failing: int
     paused: bool
     managed_tag: str
-    approval_ttl_seconds: float
     verify_timeout_seconds: float
 
 
@@ -340,6 +339,45 @@ def _remember(
     return REGISTRY[proposal.action].state_after(proposal.plan, state)
 
 
+def _propose(
+    assessment: Assessment,
+    policy: LoadedPolicy,
+    plan: Plan,
+    findings: Sequence[Finding],
+    risks: Sequence[RiskFinding],
+    *,
+    limits: Limits,
+    storms: dict[str, str],
+    budget: _Budget,
+    now: datetime,
+) -> Proposal:
+    view = assessment.view
+    identifier = proposal_id(view.cluster, view.name, policy.name, plan)
+    outcome, reason = _gate(
+        assessment, policy=policy, plan=plan, proposal=identifier, limits=limits, storms=storms, budget=budget, now=now
+    )
+    if outcome is Outcome.APPLY and plan.mutates:
+        budget.remaining -= 1
+    evidence = tuple(line for f in findings[:5] for line in (f.summary, *f.evidence[:2])) + tuple(
+        line for r in risks for line in (r.summary, *r.evidence)
+    )
+    return Proposal(
+        id=identifier,
+        cluster=view.cluster,
+        service=view.name,
+        service_arn=view.arn,
+        policy=policy.name,
+        action=plan.action,
+        cause=(findings[0].cause.value if findings else risks[0].risk.value),
+        plan=plan,
+        evidence=evidence,
+        approval=policy.policy.spec.approval,
+        mode=limits.mode,
+        outcome=outcome,
+        reason=reason,
+    )
+
+
 def decide(assessments: Sequence[Assessment], policies: PolicySet, limits: Limits, now: datetime) -> list[Decision]:
     """One decision per service, in a stable order (cluster, service)."""
     storms = storm_clusters(assessments, limits)
@@ -350,43 +388,14 @@ def decide(assessments: Sequence[Assessment], policies: PolicySet, limits: Limit
         state = learn(replace(assessment, state=state))
         current = replace(assessment, state=state)
         proposal = None
-        if state.verifying is None:
-            candidate = _candidate(current, policies, now)
-            if candidate is not None:
-                policy, plan, findings, risks = candidate
-                identifier = proposal_id(assessment.view.cluster, assessment.view.name, policy.name, plan)
-                outcome, reason = _gate(
-                    current,
-                    policy=policy,
-                    plan=plan,
-                    proposal=identifier,
-                    limits=limits,
-                    storms=storms,
-                    budget=budget,
-                    now=now,
-                )
-                if outcome is Outcome.APPLY and plan.mutates:
-                    budget.remaining -= 1
-                evidence = tuple(line for f in findings[:5] for line in (f.summary, *f.evidence[:2])) + tuple(
-                    line for r in risks for line in (r.summary, *r.evidence)
-                )
-                proposal = Proposal(
-                    id=identifier,
-                    cluster=assessment.view.cluster,
-                    service=assessment.view.name,
-                    service_arn=assessment.view.arn,
-                    policy=policy.name,
-                    action=plan.action,
-                    cause=(findings[0].cause.value if findings else risks[0].risk.value),
-                    plan=plan,
-                    evidence=evidence,
-                    approval=policy.policy.spec.approval,
-                    mode=limits.mode,
-                    outcome=outcome,
-                    reason=reason,
-                )
-                state = _remember(state, proposal, policy, limits, now)
-        # (while an earlier action is still being verified, nothing else is proposed for the service)
+        # While an earlier action is being verified, nothing else is proposed for the service.
+        candidate = _candidate(current, policies, now) if state.verifying is None else None
+        if candidate is not None:
+            policy, plan, findings, risks = candidate
+            proposal = _propose(
+                current, policy, plan, findings, risks, limits=limits, storms=storms, budget=budget, now=now
+            )
+            state = _remember(state, proposal, policy, limits, now)
         if proposal is None and state.pending is not None:
             state = replace(state, pending=None)  # the problem that needed approval is gone
         decisions.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -76,10 +76,13 @@ class Advice:
         return {"fix": self.fix, "commands": list(self.commands)}
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(NamedTuple):
     """What a finding is about, as typed facts: the names an operator types and what later stages
-    reason about (how long the task ran, which revision was last good, whether a breaker is on)."""
+    reason about (how long the task ran, which revision was last good, whether a breaker is on).
+
+    An immutable tuple rather than a frozen dataclass: one is built for every stopped task of every
+    pass, and a tuple is several times cheaper to make.
+    """
 
     cluster: str
     service: str | None = None

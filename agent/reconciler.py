@@ -108,7 +108,6 @@ class Reconciler:
             storm_min_failing=s.storm_min_failing,
             paused=s.paused,
             managed_tag=s.managed_tag,
-            approval_ttl_seconds=s.approval_ttl_seconds,
             verify_timeout_seconds=s.verify_timeout_seconds,
         )
 

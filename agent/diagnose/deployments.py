@@ -8,7 +8,6 @@ the breaker worked, the second that nothing will stop the loop.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agent.arns import as_datetime, family_revision
@@ -90,8 +89,7 @@ def diagnose_deployments(
                 cause=cause,
                 source=deployment["id"],
                 source_kind=SourceKind.DEPLOYMENT,
-                subject=replace(
-                    base,
+                subject=base._replace(
                     task_definition=task_definition,
                     message=reason,
                     rollout_state=state,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agent.arns import as_datetime
@@ -128,7 +127,7 @@ def diagnose_event(event: Mapping[str, Any], service: Subject, *, task_cause: Ca
         cause=reading.cause,
         source=event_id or f"event:{zlib.crc32(message.encode()):08x}",
         source_kind=SourceKind.SERVICE_EVENT,
-        subject=replace(service, target_group=target_group.group(0) if target_group else None, message=body),
+        subject=service._replace(target_group=target_group.group(0) if target_group else None, message=body),
         evidence=(f"event {message!r}",),
         summary=f"{service.service}: {reading.because}",
         occurred_at=as_datetime(event.get("createdAt")),

@@ -379,7 +379,9 @@ _RULES: tuple[tuple[re.Pattern[str], Reading], ...] = (
 )
 
 
-@lru_cache(maxsize=8192)
+# A fleet repeats a few messages per service; remembering the answers for tens of thousands of
+# distinct texts costs a few MB and spares re-reading each one on every pass.
+@lru_cache(maxsize=32768)
 def read_message(text: str) -> Reading | None:
     """The cause one message names, or None when it names none (informational, or empty).
 

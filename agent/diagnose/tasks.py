@@ -169,7 +169,7 @@ def _decide(stop_code: str, stopped_reason: str, reason_line: str, signals: Sequ
     by_stop_code = _by_stop_code(stop_code, stopped_reason, reason_line)
     if by_stop_code is not None:
         return by_stop_code
-    best = min(signals, key=lambda s: s.sort_key, default=None)
+    best = signals[0] if len(signals) == 1 else min(signals, key=lambda s: s.sort_key, default=None)
     reason_reading = read_message(stopped_reason) if stopped_reason else None
     if reason_reading is not None:
         # A container's own failure beats a generic scheduler reason only when the reason is benign
@@ -184,7 +184,7 @@ def _decide(stop_code: str, stopped_reason: str, reason_line: str, signals: Sequ
         )
 
     stop_requested = stop_code == "ServiceSchedulerInitiated"
-    for signal in sorted(signals, key=lambda s: s.sort_key):
+    for signal in signals if len(signals) < 2 else sorted(signals, key=lambda s: s.sort_key):
         if signal.reading is not None and signal.rank == 0:
             return _Verdict(
                 signal.reading.cause,

@@ -59,7 +59,6 @@ def limits(**overrides: Any) -> Limits:
         "storm_min_failing": 3,
         "paused": False,
         "managed_tag": "ecs-medic:managed",
-        "approval_ttl_seconds": 3600.0,
         "verify_timeout_seconds": 600.0,
     }
     values.update(overrides)

@@ -19,13 +19,6 @@ def region_of(arn: str | None) -> str | None:
     return (parts[3] or None) if len(parts) > 3 else None
 
 
-def account_of(arn: str | None) -> str | None:
-    if not arn or not arn.startswith("arn:"):
-        return None
-    parts = arn.split(":")
-    return (parts[4] or None) if len(parts) > 4 else None
-
-
 def task_id(task_arn: str) -> str:
     """The short task id an operator sees in the console (last path element of the ARN)."""
     return task_arn.rsplit("/", 1)[-1]
@@ -44,11 +37,6 @@ def family_revision(task_definition: str | None) -> str | None:
     if not task_definition:
         return None
     return task_definition.rsplit("/", 1)[-1]
-
-
-def family_of(task_definition: str) -> str:
-    """`arn:...:task-definition/web:42` -> `web`."""
-    return (family_revision(task_definition) or "").split(":", 1)[0]
 
 
 def revision_of(task_definition: str) -> int | None:

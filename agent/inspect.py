@@ -10,11 +10,10 @@ container instances, and what in the configuration will make the next failure wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from agent.arns import parse_image, task_id
-from agent.diagnose.risks import risks_of
-from agent.model import Cause, Finding, ServiceView, Subject
+from agent.model import Cause, Finding, ServiceView
 from agent.reconciler import assess
 from agent.state import ServiceState
 
@@ -22,14 +21,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from datetime import datetime
 
-    from agent.observe import Observer
+    from agent.observe import Observer, ReadApi
 
 _PULL = {Cause.IMAGE_NOT_FOUND, Cause.IMAGE_PULL_AUTH, Cause.IMAGE_PULL_NETWORK}
 _EXITED = {Cause.APP_CRASH, Cause.ENTRYPOINT_ERROR, Cause.OOM, Cause.UNKNOWN}
-
-
-class ReadApi(Protocol):
-    def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +256,7 @@ def inspect_service(
     checks += list(_load_balancer_check(aws, view, findings))
     if causes & {Cause.PLACEMENT_CPU, Cause.PLACEMENT_MEMORY, Cause.PLACEMENT_PORTS, Cause.CAPACITY_QUOTA}:
         checks += [c for c in (_capacity_check(aws, view),) if c is not None]
-    subject = Subject(cluster=view.cluster, service=view.name, region=region, task_definition=view.task_definition)
-    risks = risks_of(view.description, subject, view.task_definitions.get(view.task_definition))
+    risks = assessment.risks
     checks.append(
         Check("prevention", "problem" if risks else "ok", tuple(r.summary for r in risks) or ("nothing to prevent",))
     )

@@ -8,17 +8,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-REMEDIATION_OUTCOMES = (
-    "proposed",
-    "awaiting_approval",
-    "applied",
-    "verified",
-    "not_effective",
-    "failed",
-    "skipped_cooldown",
-    "skipped_limit",
-)
-
 
 class Metrics:
     """The agent's metrics. Tests pass their own registry and read samples back from it."""

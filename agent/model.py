@@ -146,10 +146,6 @@ class RiskFinding:
     evidence: tuple[str, ...]
     summary: str
 
-    @property
-    def source(self) -> str:
-        return f"{self.subject.cluster}/{self.subject.service}:{self.risk.value}"
-
 
 @dataclass(frozen=True, slots=True)
 class ServiceView:

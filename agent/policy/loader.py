@@ -65,9 +65,6 @@ class PolicySet:
     policies: tuple[LoadedPolicy, ...]
     files: tuple[str, ...]
 
-    def named(self, name: str) -> LoadedPolicy | None:
-        return next((p for p in self.policies if p.name == name), None)
-
 
 def policy_files(path: Path) -> list[Path]:
     """The policy files at `path`: the file itself, or the folder's *.yaml / *.yml, sorted."""

@@ -119,6 +119,7 @@ class AwsGateway:
         *,
         dry_run: bool,
         metrics: Metrics,
+        dry_run_allows: Callable[[str, str, Mapping[str, Any]], bool] | None = None,
         session: boto3.session.Session | None = None,
         endpoint_url: str | None = None,
         rate_per_second: float = 10.0,
@@ -128,6 +129,9 @@ class AwsGateway:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dry_run = dry_run
+        # The one kind of write dry-run may make (e.g. publishing a notification to the configured
+        # topic): `(api, operation, params) -> allowed`. Everything else stays refused.
+        self._dry_run_allows = dry_run_allows or (lambda _api, _operation, _params: False)
         self.metrics = metrics
         self.session = session or boto3.session.Session()
         self._endpoint_url = endpoint_url  # None: boto3's own resolution (AWS_ENDPOINT_URL, then AWS)
@@ -151,12 +155,16 @@ class AwsGateway:
                 # Retries are ours (tenacity), so botocore makes exactly one attempt per call.
                 config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
                 client = self.session.client(api, config=config, endpoint_url=self._endpoint_url)
-                client.meta.events.register("before-call.*.*", self._guard)
+                client.meta.events.register("before-parameter-build.*.*", self._guard)
                 self._clients[api] = client
             return self._clients[api]
 
-    def _guard(self, model: Any, **_: Any) -> None:  # noqa: ANN401 - botocore's hook signature
-        if self.dry_run and not is_read_only(model.name):
+    def _refused(self, api: str, operation: str, params: Mapping[str, Any]) -> bool:
+        return self.dry_run and not is_read_only(operation) and not self._dry_run_allows(api, operation, params)
+
+    # botocore's hook signature: `model` is the operation model, `params` the call's own parameters.
+    def _guard(self, model: Any, params: Mapping[str, Any], **_: Any) -> None:  # noqa: ANN401
+        if self._refused(model.service_model.service_name, model.name, params):
             raise DryRunViolationError(f"dry-run: refused {model.service_model.service_name}:{model.name}")
 
     def _bucket(self, api: str, operation: str) -> TokenBucket:
@@ -173,7 +181,7 @@ class AwsGateway:
 
     def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Call `api`'s `operation` with `params`; retried on throttling and 5xx; refused if dry-run writes."""
-        if self.dry_run and not is_read_only(operation):
+        if self._refused(api, operation, params):
             self._count(api, operation, "blocked")
             raise DryRunViolationError(f"dry-run: refused {api}:{operation}")
         method = getattr(self.client(api), _snake(operation))

@@ -101,6 +101,10 @@ def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
     reconciler = Reconciler(
         aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=logs.logger()
     )
+    try:
+        reconciler.identity = str(gateway.call("sts", "GetCallerIdentity", {})["Arn"])
+    except Exception as error:  # noqa: BLE001 - without it approvals are still checked by their signature
+        logs.logger().warning("identity_unknown", error=f"{type(error).__name__}: {error}")
     return _Runtime(settings, reconciler, source, gateway, metrics, logs.logger())
 
 
@@ -250,25 +254,47 @@ def _proposals(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
 
 
 def _approve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    from agent import approvals  # noqa: PLC0415
     from agent.aws import AwsGateway  # noqa: PLC0415
     from agent.decide import Outcome  # noqa: PLC0415
     from agent.metrics import Metrics  # noqa: PLC0415
-    from agent.state import APPROVED, Approval  # noqa: PLC0415
 
+    settings = _settings(args)
+    if not settings.approval_key_id:
+        raise UsageError(
+            "approvals are signed: set ECS_MEDIC_APPROVAL_KEY_ID to the KMS key approvers sign with "
+            "(the agent's settings name the same key)"
+        )
     report = _read_only_pass(args)
     proposal = next((p for p in report.proposals if p.id == args.id), None)
-    if proposal is None or proposal.outcome is not Outcome.AWAITING_APPROVAL:
+    if proposal is None or proposal.approval != "manual":
         waiting = [p.id for p in report.proposals if p.outcome is Outcome.AWAITING_APPROVAL]
         known = ", ".join(waiting) if waiting else "none"
         raise UsageError(f"no proposal {args.id} is waiting for approval (waiting now: {known})")
-    settings = _settings(args)
-    expires = _now() + timedelta(seconds=args.ttl or settings.approval_ttl_seconds)
     writer = AwsGateway(dry_run=False, metrics=Metrics(), session=aws_session())
-    tag = {"key": APPROVED, "value": Approval(proposal.id, expires).encode()}
-    writer.call("ecs", "TagResource", {"resourceArn": proposal.service_arn, "tags": [tag]})
+    described = writer.call(
+        "ecs", "DescribeServices", {"cluster": proposal.cluster, "services": [proposal.service], "include": ["TAGS"]}
+    )
+    tags = {t["key"]: t["value"] for service in described.get("services") or [] for t in service.get("tags") or []}
+    ttl = min(args.ttl or settings.approval_ttl_seconds, settings.approval_max_ttl_seconds)
+    approval, already = approvals.grant(
+        writer,
+        key_id=settings.approval_key_id,
+        service_arn=proposal.service_arn,
+        tags=tags,
+        proposal_id=proposal.id,
+        now=_now(),
+        ttl=timedelta(seconds=ttl),
+    )
+    until = approval.expires.isoformat(timespec="seconds")
+    if already:
+        stdout.write(f"{proposal.id} is already approved until {until} by {approval.approver}\n")
+        return EXIT_OK
+    if proposal.outcome is not Outcome.AWAITING_APPROVAL:
+        raise UsageError(f"no proposal {args.id} is waiting for approval")
     stdout.write(
         f"approved {proposal.id}: {proposal.action} on {proposal.cluster}/{proposal.service} "
-        f"({proposal.plan.summary}); valid until {expires.isoformat(timespec='seconds')}\n"
+        f"({proposal.plan.summary}) by {approval.approver}, valid until {until}\n"
     )
     return EXIT_OK
 
@@ -359,8 +385,9 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
 # --- parser ----------------------------------------------------------------------------------------------
 
 
-def _agent_flags(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
-    parser.add_argument("--mode", choices=("dry-run", "enforce"), help="default: ECS_MEDIC_MODE or dry-run")
+def _agent_flags(parser: argparse.ArgumentParser, *, output: bool = True, mode: bool = True) -> None:
+    if mode:
+        parser.add_argument("--mode", choices=("dry-run", "enforce"), help="default: ECS_MEDIC_MODE or dry-run")
     parser.add_argument(
         "--clusters",
         help="comma-separated cluster names or ARNs (default: ECS_MEDIC_CLUSTERS, or every cluster)",
@@ -417,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     proposals.set_defaults(handler=_proposals)
 
     approve = commands.add_parser("approve", help="approve a proposal by id (writes one tag on its service)")
-    _agent_flags(approve, output=False)
+    _agent_flags(approve, output=False, mode=False)
     approve.add_argument("id", help="the proposal id, as `ecs-medic proposals` prints it")
     approve.add_argument(
         "--ttl", type=float, help="seconds the approval stays valid (default: ECS_MEDIC_APPROVAL_TTL_SECONDS)"

@@ -1,9 +1,16 @@
-"""DECIDE: findings x policies x what the agent remembers x now -> proposals. Pure: no I/O, no clock.
+"""DECIDE: findings x policies x what the agent remembers x now -> what to do. Pure: no I/O, no clock.
 
-For each service, the highest-priority policy that matches and has something to change wins; at most
-one action per service per pass, and none while an earlier action is still being verified. Limits come
-before approval, and dry-run is decided last, just before acting: everything else is decided for real,
-so a dry-run shows exactly what enforce mode would do.
+Per service, in order:
+
+1. A change still being written (an intent) blocks everything: it is recovered first.
+2. A change being verified is judged (`agent.verdict`). Not effective: the attempt is recorded and,
+   when the policy says so, the change is undone. Until a verdict, nothing else is proposed.
+3. The highest-priority policy that matches and has something to change wins. A policy drives an
+   *episode*: its own remediation up to `maxAttempts`, then each `escalation` step in order, each
+   attempt sized from the evidence since the last change. When every step is spent the episode is
+   exhausted: the agent stops acting and says so.
+4. Limits come before approval, and dry-run is decided last, just before acting: everything else is
+   decided for real, so a dry-run shows exactly what enforce mode would do.
 """
 
 from __future__ import annotations
@@ -20,38 +27,62 @@ from agent.arns import revision_of
 from agent.diagnose import last_good_task_definition
 from agent.model import Finding, RiskFinding, ServiceView, SourceKind
 from agent.settings import Mode
-from agent.state import ActionRecord, Pending, ServiceState, Verification
+from agent.state import (
+    MAX_ATTEMPTS,
+    MAX_HISTORY,
+    ActionRecord,
+    Attempt,
+    Change,
+    ChangeRecord,
+    Episode,
+    Pending,
+    ServiceState,
+    Verification,
+)
+from agent.verdict import Verdict, current_evidence, judge
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from agent.actions.base import Params
+    from agent.approvals import Approval
     from agent.policy.loader import LoadedPolicy, PolicySet
+    from agent.state import Problem
 
 
 class Outcome(StrEnum):
-    """What happened to a proposal in this pass (the `outcome` label of the remediation metric)."""
+    """What happened to a proposal or a change (the `outcome` label of the remediation metric)."""
 
-    PROPOSED = "proposed"  # dry-run, paused, or a service the agent may not change: shown, not applied
+    PROPOSED = "proposed"  # dry-run, paused, standby, or a service the agent may not change
     AWAITING_APPROVAL = "awaiting_approval"
     APPLY = "apply"  # decided: the reconciler applies it now (then: applied or failed)
     APPLIED = "applied"
     FAILED = "failed"
     VERIFIED = "verified"
     NOT_EFFECTIVE = "not_effective"
+    REVERTED = "reverted"
+    ESCALATED = "escalated"
     SKIPPED_COOLDOWN = "skipped_cooldown"
     SKIPPED_LIMIT = "skipped_limit"
 
 
+class Kind(StrEnum):
+    REMEDIATION = "remediation"
+    REVERT = "revert"  # undoes a change judged not effective
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """One service as this pass sees it: observed, diagnosed, remembered."""
+    """One service as this pass sees it: observed, diagnosed, remembered, and any approval it carries."""
 
     view: ServiceView
     findings: tuple[Finding, ...]
     risks: tuple[RiskFinding, ...]
     state: ServiceState
     region: str | None = None
+    approval: Approval | None = None  # verified: signed by an approver, unexpired
+    problems: tuple[Problem, ...] = ()  # parts of the recorded state that were not believed
 
     @property
     def failing(self) -> bool:
@@ -60,7 +91,7 @@ class Assessment:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The safety settings decide enforces, and what it needs to know of the whole fleet."""
+    """The safety settings decide enforces."""
 
     mode: Mode
     max_actions_per_hour: int
@@ -69,6 +100,26 @@ class Limits:
     paused: bool
     managed_tag: str
     verify_timeout_seconds: float
+    standby: bool = False  # another replica holds the lease: propose only
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """What deciding for one service needs to know of the whole pass."""
+
+    paused: Mapping[str, str]  # cluster -> why enforcement is paused there this pass (storms, failed reads)
+    actions_in_last_hour: int  # applied changes, from the agent's own journal
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rung of a policy's ladder: its own remediation, then each escalation step."""
+
+    action: str
+    params: Params
+    attempts: int
+    verify_seconds: float
+    revert: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +139,12 @@ class Proposal:
     mode: Mode
     outcome: Outcome
     reason: str = ""  # why it was skipped, proposed only, or is waiting
+    kind: Kind = Kind.REMEDIATION
+    step: int = 0  # 0: the policy's own remediation; n: its n-th escalation step
+    attempt: int = 1  # of `attempts` at this step
+    attempts: int = 1
+    ladder: tuple[str, ...] = ()  # the policy's steps, by action
+    history: tuple[Attempt, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +154,9 @@ class Proposal:
             "cause": self.cause,
             "policy": self.policy,
             "action": self.action,
+            "kind": self.kind.value,
             "summary": self.plan.summary,
+            "decidedBy": self.plan.decided_by,
             "changes": [change.to_dict() for change in self.plan.changes],
             "evidence": list(self.evidence),
             "commands": list(self.plan.commands),
@@ -105,19 +164,51 @@ class Proposal:
             "mode": self.mode.value,
             "status": self.outcome.value,
             "reason": self.reason,
+            "escalation": {
+                "step": self.step,
+                "ladder": list(self.ladder),
+                "attempt": self.attempt,
+                "attempts": self.attempts,
+                "history": [_attempt_dict(a) for a in self.history],
+            },
         }
+
+
+def _attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "action": attempt.action,
+        "step": attempt.step,
+        "at": attempt.at.isoformat(),
+        "outcome": attempt.outcome,
+        "summary": attempt.summary,
+        "evidence": list(attempt.evidence),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A verdict reached this pass on an earlier change."""
+
+    verification: Verification
+    verdict: Verdict
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.verdict.judgement.value)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The result of deciding for one service: the proposal (if any) and the state to remember."""
+    """The result of deciding for one service: the proposal (if any), the change to make when it is to
+    be applied, what was judged, and the state to remember."""
 
     assessment: Assessment
     proposal: Proposal | None
     state: ServiceState
-    verification: Outcome | None = None  # VERIFIED or NOT_EFFECTIVE when an earlier action was judged
-    verified_action: str | None = None
-    verified_policy: str | None = None
+    change: Change | None = None  # what APPLY records (the reconciler adds the token)
+    judged: Judged | None = None
+    escalations: tuple[str, ...] = ()  # this pass moved the episode on: "step 1 -> rollback_task_definition"
+    waiting: str = ""  # why nothing was decided (a change in flight or under verification)
 
 
 def proposal_id(cluster: str, service: str, policy: str, plan: Plan) -> str:
@@ -141,6 +232,27 @@ def last_good(assessment: Assessment) -> str | None:
     return assessment.state.last_good or last_good_task_definition(assessment.view.description)
 
 
+def ladder(policy: LoadedPolicy, limits: Limits) -> tuple[Step, ...]:
+    spec = policy.policy.spec
+    verify = spec.verify.timeout or limits.verify_timeout_seconds
+    own = spec.remediation.action
+    steps = [
+        Step(
+            own,
+            policy.params,
+            spec.max_attempts,
+            verify,
+            spec.revert_on_failure if spec.revert_on_failure is not None else REGISTRY[own].revert_by_default,
+        )
+    ]
+    for step, params in zip(spec.escalation, policy.escalation_params, strict=True):
+        revert = step.revert_on_failure
+        if revert is None:
+            revert = REGISTRY[step.action].revert_by_default
+        steps.append(Step(step.action, params, step.attempts, step.timeout or verify, revert))
+    return tuple(steps)
+
+
 def _after_deploy(assessment: Assessment, findings: Sequence[Finding]) -> bool:
     """The failing tasks run a newer revision than the last good one: the failure came with a deploy."""
     good = last_good(assessment)
@@ -154,8 +266,14 @@ def _after_deploy(assessment: Assessment, findings: Sequence[Finding]) -> bool:
     return False
 
 
-def matching(policy: LoadedPolicy, assessment: Assessment, now: datetime) -> tuple[list[Finding], list[RiskFinding]]:
-    """The evidence that makes `policy` apply to the service now; empty lists when it does not apply."""
+def matching(
+    policy: LoadedPolicy, assessment: Assessment, now: datetime, *, continuing: bool = False
+) -> tuple[list[Finding], list[RiskFinding]]:
+    """The evidence that makes `policy` apply to the service now; empty lists when it does not apply.
+
+    After a change only evidence from after it counts. An episode already under way (`continuing`)
+    needs only as many new failures as its verdicts do, not the policy's full `occurrences` again.
+    """
     when = policy.policy.spec.when
     view = assessment.view
     if when.launch_type and view.launch_type != when.launch_type:
@@ -167,12 +285,14 @@ def matching(policy: LoadedPolicy, assessment: Assessment, now: datetime) -> tup
     if when.risk is not None:
         risks = [r for r in assessment.risks if r.risk == when.risk]
         return [], risks
+    findings = current_evidence(assessment.findings, assessment.state.changed_at, steady=view.steady)
+    needed = policy.policy.spec.verify.failures if continuing else when.occurrences
     since = now - timedelta(seconds=when.within)
     if when.deployment is not None:
         state = "IN_PROGRESS" if when.deployment == "failing" else "FAILED"
         deployments = [
             f
-            for f in assessment.findings
+            for f in findings
             if f.source_kind is SourceKind.DEPLOYMENT
             and f.subject.rollout_state == state
             and (f.subject.failed_tasks or 0) >= when.occurrences
@@ -180,232 +300,484 @@ def matching(policy: LoadedPolicy, assessment: Assessment, now: datetime) -> tup
         ]
         return deployments, []
     # A deployment that is still failing is current evidence of its cause however long ago it last
-    # changed (ECS backs off launches for up to 15 minutes); stopped tasks and events count in the window.
+    # changed (ECS backs off launches for up to 15 minutes), and so is a problem event of a service
+    # that has not reached steady state since (ECS does not repeat it until its cause is resolved);
+    # stopped tasks count in the window.
     found = [
         f
-        for f in assessment.findings
+        for f in findings
         if f.cause in when.cause
         and (
             f.subject.rollout_state == "IN_PROGRESS"
             if f.source_kind is SourceKind.DEPLOYMENT
-            else f.occurred_at is None or f.occurred_at >= since
+            else f.occurred_at is None
+            or f.occurred_at >= since
+            or (f.source_kind is SourceKind.SERVICE_EVENT and not view.steady)
         )
     ]
-    if len(found) < when.occurrences:
+    if len(found) < needed:
         return [], []
-    if when.after_deploy is not None and _after_deploy(assessment, found) != when.after_deploy:
+    if when.after_deploy is not None and not continuing and _after_deploy(assessment, found) != when.after_deploy:
         return [], []
     found.sort(key=lambda f: f.occurred_at or now, reverse=True)
     return found, []
 
 
-def judge(assessment: Assessment, now: datetime) -> tuple[Outcome | None, ServiceState]:
-    """Judge an action being verified: VERIFIED once the service is steady, NOT_EFFECTIVE past its deadline."""
-    state = assessment.state
-    pending = state.verifying
-    if pending is None:
-        return None, state
-    record = state.actions.get(pending.action)
-    if assessment.view.steady:
-        if record:
-            state = state.with_action(pending.action, replace(record, attempts=0, outcome=Outcome.VERIFIED))
-        return Outcome.VERIFIED, replace(state, verifying=None)
-    if now >= pending.deadline:
-        if record:
-            state = state.with_action(pending.action, replace(record, outcome=Outcome.NOT_EFFECTIVE))
-        return Outcome.NOT_EFFECTIVE, replace(state, verifying=None)
-    return None, state
-
-
 def learn(assessment: Assessment) -> ServiceState:
-    """What this pass teaches: a revision at steady state is the new last good (and no longer bad)."""
+    """What this pass teaches: a revision at steady state is the new last good (and no longer bad); a
+    steady service with nothing being verified has no episode left to drive."""
     state = assessment.state
-    if assessment.view.steady and assessment.view.task_definition:
-        revision = assessment.view.task_definition
+    view = assessment.view
+    if view.steady and view.task_definition:
+        revision = view.task_definition
         if state.last_good != revision or revision in state.bad_revisions:
             state = replace(
                 state, last_good=revision, bad_revisions=tuple(r for r in state.bad_revisions if r != revision)
             )
+    if view.steady and state.episode is not None and state.verifying is None:
+        state = replace(state, episode=None)
     return state
 
 
-def actions_in_last_hour(states: Iterable[ServiceState], now: datetime) -> int:
-    """Applied (non-notify) actions across the fleet in the last hour, from what each service remembers."""
-    since = now - timedelta(hours=1)
-    return sum(
-        1
-        for state in states
-        for action, record in state.actions.items()
-        if action != "notify" and record.last_at >= since and record.outcome != Outcome.FAILED
-    )
-
-
-def storm_clusters(assessments: Sequence[Assessment], limits: Limits) -> dict[str, str]:
-    """Clusters where so many services fail at once that acting would be guessing: cluster -> why."""
-    totals: dict[str, list[int]] = {}
+def storm_clusters(
+    assessments: Sequence[Assessment], limits: Limits, unread: Mapping[str, int] | None = None
+) -> dict[str, str]:
+    """Clusters where acting would be guessing: so many services fail at once (a service that could
+    not be read counts as failing), or most of the cluster could not be read. cluster -> why."""
+    unread = unread or {}
+    totals: dict[str, list[int]] = {cluster: [count, count] for cluster, count in unread.items() if count}
     for assessment in assessments:
         counts = totals.setdefault(assessment.view.cluster, [0, 0])
         counts[0] += 1
         counts[1] += int(assessment.failing)
-    return {
-        cluster: f"storm: {failing} of {total} services failing at once"
-        for cluster, (total, failing) in totals.items()
-        if failing >= limits.storm_min_failing and failing > limits.storm_fraction * total
-    }
+    paused: dict[str, str] = {}
+    for cluster, (total, failing) in totals.items():
+        missing = unread.get(cluster, 0)
+        if missing and missing * 2 >= total:
+            paused[cluster] = f"reads failed for {missing} of {total} services: nothing is changed on half a picture"
+        elif failing >= limits.storm_min_failing and failing > limits.storm_fraction * total:
+            unknown = f" ({missing} could not be read)" if missing else ""
+            paused[cluster] = f"storm: {failing} of {total} services failing at once{unknown}"
+    return paused
 
 
-@dataclass(slots=True)
-class _Budget:
-    remaining: int
+# --- the verdict on the change being verified -------------------------------------------------------
 
 
-def _candidate(
-    assessment: Assessment, policies: PolicySet, now: datetime
-) -> tuple[LoadedPolicy, Plan, list[Finding], list[RiskFinding]] | None:
-    """The highest-priority policy that applies to the service and has a change to make."""
+def _causes(policies: PolicySet, name: str, fallback: str) -> tuple[str, ...]:
+    policy = next((p for p in policies.policies if p.name == name), None)
+    causes = tuple(c.value for c in policy.policy.spec.when.cause) if policy else ()
+    return causes or (fallback,)
+
+
+def after_verdict(state: ServiceState, judged: Judged) -> ServiceState:
+    """The state once a change was judged: the attempt's outcome and evidence go into the episode."""
+    change = judged.verification.change
+    outcome = judged.outcome
+    record = state.actions.get(change.action)
+    if record is not None and record.proposal_id == change.proposal_id:
+        state = state.with_action(change.action, replace(record, outcome=outcome.value))
+    episode = state.episode
+    if episode is not None and episode.policy == change.policy:
+        history = tuple(
+            replace(a, outcome=outcome.value, evidence=judged.verdict.evidence[:3] or (judged.verdict.reason,))
+            if a.token == change.token
+            else a
+            for a in episode.history
+        )
+        episode = None if outcome is Outcome.VERIFIED else replace(episode, history=history)
+    return replace(state, verifying=None, episode=episode)
+
+
+# --- choosing what to do --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    policy: LoadedPolicy
+    plan: Plan
+    findings: list[Finding]
+    risks: list[RiskFinding]
+    steps: tuple[Step, ...]
+    step: int
+    attempt: int  # this one's number at its step
+    exhausted: bool = False  # every step was tried: shown, never applied
+    escalations: tuple[str, ...] = ()
+
+
+def _climb(
+    assessment: Assessment, policy: LoadedPolicy, steps: tuple[Step, ...], context: Context
+) -> tuple[int, int, Plan | None, tuple[str, ...]]:
+    """From where the episode is, the first step with an attempt left and something to change:
+    (step, attempts already made at it, plan, escalations passed). Plan None: the ladder is spent."""
+    episode = assessment.state.episode
+    index, attempts = (episode.step, episode.attempts) if episode and episode.policy == policy.name else (0, 0)
+    escalations: list[str] = []
+    last_plan = None
+    while index < len(steps):
+        step = steps[index]
+        plan = REGISTRY[step.action].plan(context, step.params)
+        if plan is not None and attempts < step.attempts:
+            return index, attempts, plan, tuple(escalations)
+        last_plan = plan or last_plan
+        index, attempts = index + 1, 0
+        escalations.append(f"step {index} -> " + (steps[index].action if index < len(steps) else "a person"))
+    return len(steps), 0, last_plan, tuple(escalations)
+
+
+def _candidate(assessment: Assessment, policies: PolicySet, limits: Limits, now: datetime) -> _Candidate | None:
+    """The highest-priority policy that applies to the service and has a change to make (or, for an
+    episode that tried everything, the change it can no longer make, to say so)."""
     ordered = sorted(policies.policies, key=lambda p: (-p.policy.spec.priority, p.name))
+    episode = assessment.state.episode
     for policy in ordered:
         if not selected(policy, assessment.view):
             continue
-        findings, risks = matching(policy, assessment, now)
+        continuing = episode is not None and episode.policy == policy.name
+        findings, risks = matching(policy, assessment, now, continuing=continuing)
         if not findings and not risks:
             continue
-        context = Context(assessment.view, findings, risks, assessment.state, assessment.region)
-        plan = REGISTRY[policy.policy.spec.remediation.action].plan(context, policy.params)
-        if plan is not None:
-            return policy, plan, findings, risks
+        context = Context(
+            assessment.view, findings, risks, assessment.state, assessment.region, assessment.state.changed_at
+        )
+        steps = ladder(policy, limits)
+        if continuing and episode is not None and episode.exhausted:
+            last = REGISTRY[steps[-1].action].plan(context, steps[-1].params)
+            if last is None:
+                continue
+            return _Candidate(policy, last, findings, risks, steps, len(steps) - 1, steps[-1].attempts, exhausted=True)
+        index, made, plan, escalations = _climb(assessment, policy, steps, context)
+        if index < len(steps) and plan is not None:
+            return _Candidate(policy, plan, findings, risks, steps, index, made + 1, escalations=escalations)
+        if continuing and plan is not None:
+            return _Candidate(
+                policy,
+                plan,
+                findings,
+                risks,
+                steps,
+                len(steps) - 1,
+                steps[-1].attempts,
+                exhausted=True,
+                escalations=escalations,
+            )
     return None
 
 
 def _gate(
     assessment: Assessment,
     *,
-    policy: LoadedPolicy,
     plan: Plan,
     proposal: str,
+    kind: Kind,
+    cooldown: float,
+    approval: str,
+    exhausted: bool,
     limits: Limits,
-    storms: dict[str, str],
-    budget: _Budget,
+    fleet: Fleet,
+    budget: Budget,
     now: datetime,
 ) -> tuple[Outcome, str]:
     """Limits, then approval, then mode: what may happen to this proposal now, and why."""
-    spec = policy.policy.spec
     state = assessment.state
+    view = assessment.view
     record = state.actions.get(plan.action)
-    if record and record.attempts >= spec.max_attempts and record.outcome != Outcome.VERIFIED:
+    if exhausted:
+        tried = len(state.episode.history) if state.episode else 0
         return (
             Outcome.SKIPPED_LIMIT,
-            f"escalated: {record.attempts} attempts did not fix it (maxAttempts {spec.max_attempts})",
+            f"escalated: every step of the policy was tried ({tried} changes); a person decides",
         )
-    if record and now - record.last_at < timedelta(seconds=spec.cooldown):
+    if kind is Kind.REMEDIATION and record and now - record.last_at < timedelta(seconds=cooldown):
         return Outcome.SKIPPED_COOLDOWN, f"cooldown: last {plan.action} at {record.last_at.isoformat()}"
     if plan.mutates and budget.remaining <= 0:
         return Outcome.SKIPPED_LIMIT, f"hourly cap: {limits.max_actions_per_hour} actions per hour reached"
-    if plan.mutates and assessment.view.cluster in storms:
-        return Outcome.PROPOSED, f"enforcement paused in {assessment.view.cluster}: {storms[assessment.view.cluster]}"
-    if limits.paused or assessment.view.cluster_paused:
-        reason = assessment.view.cluster_paused or "the pause switch is on"
-        return Outcome.PROPOSED, f"enforcement paused: {reason}"
-    if plan.mutates and assessment.view.tags.get(limits.managed_tag) != "true":
+    if plan.mutates and view.cluster in fleet.paused:
+        return Outcome.PROPOSED, f"enforcement paused in {view.cluster}: {fleet.paused[view.cluster]}"
+    if limits.paused or view.cluster_paused:
+        return Outcome.PROPOSED, f"enforcement paused: {view.cluster_paused or 'the pause switch is on'}"
+    if plan.mutates and view.tags.get(limits.managed_tag) != "true":
         return Outcome.PROPOSED, f"not managed: the service has no {limits.managed_tag}=true tag"
-    if spec.approval == "manual":
-        approval = state.approved
-        if approval is None or approval.proposal_id != proposal or approval.expires <= now:
+    if kind is Kind.REMEDIATION and approval == "manual":
+        given = assessment.approval
+        if given is None or given.proposal_id != proposal or given.expires <= now:
             return Outcome.AWAITING_APPROVAL, f"manual approval: run `ecs-medic approve {proposal}`"
+    if limits.standby:
+        return Outcome.PROPOSED, "standby: another replica holds the lease"
     if limits.mode is Mode.DRY_RUN:
         return Outcome.PROPOSED, "dry-run: no change made"
     return Outcome.APPLY, ""
 
 
-def _remember(
-    state: ServiceState, proposal: Proposal, policy: LoadedPolicy, limits: Limits, now: datetime
-) -> ServiceState:
-    """The state after this pass's decision (before acting; the reconciler records the act's result)."""
-    if proposal.outcome is Outcome.AWAITING_APPROVAL:
-        if state.pending is None or state.pending.proposal_id != proposal.id:
-            state = replace(state, pending=Pending(proposal.id, now))
-        if state.approved and state.approved.expires <= now:
-            state = replace(state, approved=None)
-        return state
-    if proposal.outcome is not Outcome.APPLY:
-        return state
-    previous = state.actions.get(proposal.action)
-    attempts = (previous.attempts if previous and previous.outcome != Outcome.VERIFIED else 0) + 1
-    state = state.with_action(proposal.action, ActionRecord(now, attempts, Outcome.APPLIED, proposal.id))
-    state = replace(state, pending=None, approved=None)
-    if proposal.plan.mutates:
-        deadline = now + timedelta(seconds=limits.verify_timeout_seconds)
-        state = replace(state, verifying=Verification(proposal.action, policy.name, proposal.id, now, deadline))
-    return REGISTRY[proposal.action].state_after(proposal.plan, state)
+@dataclass(slots=True)
+class Budget:
+    """Changes the hourly cap still allows this pass (shared by every service's decision)."""
+
+    remaining: int
+
+
+def _evidence(findings: Sequence[Finding], risks: Sequence[RiskFinding]) -> tuple[str, ...]:
+    return tuple(line for f in findings[:5] for line in (f.summary, *f.evidence[:2])) + tuple(
+        line for r in risks for line in (r.summary, *r.evidence)
+    )
+
+
+def _change(candidate: _Candidate, proposal: Proposal) -> Change:
+    step = candidate.steps[candidate.step]
+    spec = candidate.policy.policy.spec
+    causes = tuple(c.value for c in spec.when.cause) or (proposal.cause,)
+    return Change(
+        token="",
+        action=proposal.action,
+        policy=proposal.policy,
+        proposal_id=proposal.id,
+        cause=",".join(causes),
+        step=candidate.step,
+        changes=tuple(ChangeRecord(c.field, c.current, c.desired) for c in proposal.plan.changes),
+        revert=step.revert,
+        settle_seconds=spec.verify.settle,
+        failures=spec.verify.failures,
+        verify_seconds=step.verify_seconds,
+        quiet_seconds=proposal.plan.quiet_seconds,
+    )
+
+
+def decide_service(
+    assessment: Assessment, policies: PolicySet, limits: Limits, *, fleet: Fleet, budget: Budget, now: datetime
+) -> Decision:
+    """What to do about one service now."""
+    state = assessment.state
+    if state.intent is not None:
+        intent = state.intent
+        return Decision(
+            assessment,
+            None,
+            state,
+            waiting=f"{intent.change.action} in flight since {intent.started.isoformat()} (by {intent.holder})",
+        )
+    judged = None
+    if state.verifying is not None:
+        verification = state.verifying
+        change = verification.change
+        verdict, watched = judge(
+            assessment.view,
+            assessment.findings,
+            verification,
+            now,
+            causes=change.cause.split(","),
+            judged_by=REGISTRY[change.action].judged_by if change.action in REGISTRY else "failures",
+        )
+        if verdict is None:
+            state = learn(replace(assessment, state=replace(state, verifying=watched)))
+            return Decision(assessment, None, state, waiting=f"verifying {change.action} until {watched.deadline}")
+        judged = Judged(verification, verdict)
+        state = after_verdict(state, judged)
+        if judged.outcome is Outcome.NOT_EFFECTIVE and change.revert and change.reverts is None:
+            reverted = _revert(replace(assessment, state=state), judged, limits, fleet=fleet, budget=budget, now=now)
+            if reverted is not None:
+                return reverted
+    state = learn(replace(assessment, state=state))
+    current = replace(assessment, state=state)
+    candidate = _candidate(current, policies, limits, now)
+    if candidate is None:
+        if state.pending is not None:
+            state = replace(state, pending=None)  # the problem that needed approval is gone
+        return Decision(assessment, None, state, judged=judged)
+    proposal = _propose(current, candidate, limits, fleet=fleet, budget=budget, now=now)
+    planned = _change(candidate, proposal) if proposal.outcome is Outcome.APPLY else None
+    state = _remember(state, candidate, proposal, now)
+    return Decision(assessment, proposal, state, planned, judged, candidate.escalations)
 
 
 def _propose(
-    assessment: Assessment,
-    policy: LoadedPolicy,
-    plan: Plan,
-    findings: Sequence[Finding],
-    risks: Sequence[RiskFinding],
-    *,
-    limits: Limits,
-    storms: dict[str, str],
-    budget: _Budget,
-    now: datetime,
+    assessment: Assessment, candidate: _Candidate, limits: Limits, *, fleet: Fleet, budget: Budget, now: datetime
 ) -> Proposal:
     view = assessment.view
-    identifier = proposal_id(view.cluster, view.name, policy.name, plan)
+    spec = candidate.policy.policy.spec
+    plan = candidate.plan
+    identifier = proposal_id(view.cluster, view.name, candidate.policy.name, plan)
     outcome, reason = _gate(
-        assessment, policy=policy, plan=plan, proposal=identifier, limits=limits, storms=storms, budget=budget, now=now
+        assessment,
+        plan=plan,
+        proposal=identifier,
+        kind=Kind.REMEDIATION,
+        cooldown=spec.cooldown,
+        approval=spec.approval,
+        exhausted=candidate.exhausted,
+        limits=limits,
+        fleet=fleet,
+        budget=budget,
+        now=now,
     )
     if outcome is Outcome.APPLY and plan.mutates:
         budget.remaining -= 1
-    evidence = tuple(line for f in findings[:5] for line in (f.summary, *f.evidence[:2])) + tuple(
-        line for r in risks for line in (r.summary, *r.evidence)
-    )
+    episode = assessment.state.episode
     return Proposal(
         id=identifier,
         cluster=view.cluster,
         service=view.name,
         service_arn=view.arn,
-        policy=policy.name,
+        policy=candidate.policy.name,
         action=plan.action,
-        cause=(findings[0].cause.value if findings else risks[0].risk.value),
+        cause=(candidate.findings[0].cause.value if candidate.findings else candidate.risks[0].risk.value),
         plan=plan,
-        evidence=evidence,
-        approval=policy.policy.spec.approval,
+        evidence=_evidence(candidate.findings, candidate.risks),
+        approval=spec.approval,
         mode=limits.mode,
         outcome=outcome,
         reason=reason,
+        step=candidate.step,
+        attempt=candidate.attempt,
+        attempts=candidate.steps[candidate.step].attempts,
+        ladder=tuple(s.action for s in candidate.steps),
+        history=episode.history if episode and episode.policy == candidate.policy.name else (),
     )
 
 
-def decide(assessments: Sequence[Assessment], policies: PolicySet, limits: Limits, now: datetime) -> list[Decision]:
-    """One decision per service, in a stable order (cluster, service)."""
-    storms = storm_clusters(assessments, limits)
-    budget = _Budget(limits.max_actions_per_hour - actions_in_last_hour((a.state for a in assessments), now))
-    decisions = []
-    for assessment in sorted(assessments, key=lambda a: (a.view.cluster, a.view.name)):
-        verdict, state = judge(assessment, now)
-        state = learn(replace(assessment, state=state))
-        current = replace(assessment, state=state)
-        proposal = None
-        # While an earlier action is being verified, nothing else is proposed for the service.
-        candidate = _candidate(current, policies, now) if state.verifying is None else None
-        if candidate is not None:
-            policy, plan, findings, risks = candidate
-            proposal = _propose(
-                current, policy, plan, findings, risks, limits=limits, storms=storms, budget=budget, now=now
-            )
-            state = _remember(state, proposal, policy, limits, now)
-        if proposal is None and state.pending is not None:
-            state = replace(state, pending=None)  # the problem that needed approval is gone
-        decisions.append(
-            Decision(
-                assessment=current,
-                proposal=proposal,
-                state=state,
-                verification=verdict,
-                verified_action=assessment.state.verifying.action if verdict and assessment.state.verifying else None,
-                verified_policy=assessment.state.verifying.policy if verdict and assessment.state.verifying else None,
-            )
+def _revert(
+    assessment: Assessment, judged: Judged, limits: Limits, *, fleet: Fleet, budget: Budget, now: datetime
+) -> Decision | None:
+    """Undo a change judged not effective, as a change of its own (exactly once, like any other)."""
+    verification = judged.verification
+    change = verification.change
+    action = REGISTRY.get(change.action)
+    if action is None:
+        return None
+    changes = tuple(_plan_change(c) for c in change.changes)
+    plan = action.revert(assessment.view, changes, verification.outputs)
+    if plan is None:
+        return None
+    view = assessment.view
+    identifier = proposal_id(view.cluster, view.name, change.policy, plan)
+    outcome, reason = _gate(
+        assessment,
+        plan=plan,
+        proposal=identifier,
+        kind=Kind.REVERT,
+        cooldown=0,
+        approval="auto",
+        exhausted=False,
+        limits=limits,
+        fleet=fleet,
+        budget=budget,
+        now=now,
+    )
+    if outcome is Outcome.APPLY:
+        budget.remaining -= 1
+    episode = assessment.state.episode
+    proposal = Proposal(
+        id=identifier,
+        cluster=view.cluster,
+        service=view.name,
+        service_arn=view.arn,
+        policy=change.policy,
+        action=plan.action,
+        cause=change.cause.split(",")[0],
+        plan=plan,
+        evidence=judged.verdict.evidence or (judged.verdict.reason,),
+        approval="auto",
+        mode=limits.mode,
+        outcome=outcome,
+        reason=reason or f"undo: {judged.verdict.reason}",
+        kind=Kind.REVERT,
+        step=change.step,
+        history=episode.history if episode else (),
+    )
+    revert = None
+    if outcome is Outcome.APPLY:
+        revert = replace(
+            change,
+            changes=tuple(ChangeRecord(c.field, c.current, c.desired) for c in plan.changes),
+            proposal_id=identifier,
+            revert=False,
+            reverts=change.token,
         )
-    return decisions
+    return Decision(assessment, proposal, assessment.state, revert, judged)
+
+
+def _plan_change(record: ChangeRecord) -> Any:  # noqa: ANN401 - the plan's Change type
+    from agent.actions import Change as PlanChange  # noqa: PLC0415 - keep the plan type out of state
+
+    return PlanChange(record.field, record.current, record.desired)
+
+
+def _remember(state: ServiceState, candidate: _Candidate, proposal: Proposal, now: datetime) -> ServiceState:
+    """The state after this pass's decision (before acting; `applied` records the act itself)."""
+    episode = state.episode
+    if episode is not None and episode.policy == candidate.policy.name:
+        # Escalation moves on once: the next pass starts from the step reached now.
+        if candidate.exhausted and not episode.exhausted:
+            episode = replace(episode, exhausted=True)
+        elif not candidate.exhausted and episode.step != candidate.step:
+            episode = replace(episode, step=candidate.step, attempts=candidate.attempt - 1)
+        state = replace(state, episode=episode)
+    if proposal.outcome is Outcome.AWAITING_APPROVAL:
+        if state.pending is None or state.pending.proposal_id != proposal.id:
+            state = replace(state, pending=Pending(proposal.id, now))
+        return state
+    if proposal.outcome is not Outcome.APPLY and state.pending is not None and state.pending.proposal_id != proposal.id:
+        state = replace(state, pending=None)
+    return state
+
+
+def applied(
+    state: ServiceState,
+    change: Change,
+    *,
+    outputs: Mapping[str, str],
+    revision: str | None,
+    now: datetime,
+    summary: str,
+    mutates: bool = True,
+) -> ServiceState:
+    """The state once `change` took effect at `now`: its record, its verification, the episode's history."""
+    changes = tuple(_plan_change(c) for c in change.changes)
+    state = replace(state, intent=None, pending=None, changed_at=now if mutates else state.changed_at)
+    episode = state.episode
+    if change.reverts is not None:
+        if episode is not None:
+            history = tuple(
+                replace(a, outcome=Outcome.REVERTED.value) if a.token == change.reverts else a for a in episode.history
+            )
+            state = replace(state, episode=replace(episode, history=history))
+        return REGISTRY[change.action].state_after(changes, state)
+    previous = state.actions.get(change.action)
+    total = min((previous.attempts if previous and previous.outcome != Outcome.VERIFIED else 0) + 1, MAX_ATTEMPTS)
+    state = state.with_action(change.action, ActionRecord(now, total, Outcome.APPLIED.value, change.proposal_id))
+    if not mutates:
+        return state
+    if episode is None or episode.policy != change.policy or episode.exhausted:
+        episode = Episode(change.policy, change.cause, now)
+    attempt = Attempt(change.token, change.action, change.step, now, Outcome.APPLIED.value, summary)
+    episode = replace(
+        episode,
+        step=change.step,
+        attempts=episode.attempts + 1 if episode.step == change.step else 1,
+        history=(*episode.history, attempt)[-MAX_HISTORY:],
+    )
+    verification = Verification(
+        change=change,
+        applied_at=now,
+        since=now + timedelta(seconds=change.quiet_seconds),
+        deadline=now + timedelta(seconds=change.verify_seconds),
+        outputs=dict(outputs),
+        revision=revision,
+    )
+    state = replace(state, verifying=verification, episode=episode)
+    return REGISTRY[change.action].state_after(changes, state)
+
+
+def decide(
+    assessments: Sequence[Assessment],
+    policies: PolicySet,
+    limits: Limits,
+    now: datetime,
+    *,
+    unread: Mapping[str, int] | None = None,
+    actions_in_last_hour: int = 0,
+) -> list[Decision]:
+    """One decision per service, in a stable order (cluster, service)."""
+    fleet = Fleet(storm_clusters(assessments, limits, unread), actions_in_last_hour)
+    budget = Budget(limits.max_actions_per_hour - actions_in_last_hour)
+    ordered = sorted(assessments, key=lambda a: (a.view.cluster, a.view.name))
+    return [decide_service(a, policies, limits, fleet=fleet, budget=budget, now=now) for a in ordered]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 
-from agent import logs
+from agent import approvals, logs
 from agent.aws import AwsGateway
 from agent.decide import Outcome
 from agent.metrics import Metrics
@@ -57,8 +57,15 @@ def agent_for(
     )
     source = PolicySource(settings.policies)
     source.refresh()
+    if settings.approval_key_id is None:
+        settings = settings.model_copy(update={"approval_key_id": world.approval_key_id})
     return Reconciler(
-        aws=gateway, settings=settings, policies=source.policies, metrics=measured, log=log or logs.logger()
+        aws=gateway,
+        settings=settings,
+        policies=source.policies,
+        metrics=measured,
+        log=log or logs.logger(),
+        identity=str(gateway.call("sts", "GetCallerIdentity", {})["Arn"]),
     )
 
 
@@ -137,14 +144,36 @@ def _show_pass(report: PassReport, elapsed: float, story: _Story, out: TextIO) -
 
 def _approve_waiting(world: World, report: PassReport, out: TextIO) -> None:
     """Approve what waits for a person, as `ecs-medic approve ID` would (the demo plays the operator)."""
-    from agent.state import APPROVED, Approval  # noqa: PLC0415
-
-    ecs = world.client("ecs")
+    approver = approver_gateway(world)
     for proposal in report.proposals:
         if proposal.outcome is Outcome.AWAITING_APPROVAL:
-            approval = Approval(proposal.id, report.finished_at + timedelta(hours=1))
-            ecs.tag_resource(resourceArn=proposal.service_arn, tags=[{"key": APPROVED, "value": approval.encode()}])
+            approve(world, approver, proposal.service_arn, proposal.id, report.finished_at)
             out.write(f"  OPERATOR  {proposal.cluster}/{proposal.service}: ecs-medic approve {proposal.id}\n")
+
+
+def approver_gateway(world: World) -> AwsGateway:
+    """The AWS gateway of a person who assumed the world's approver role."""
+    return AwsGateway(
+        dry_run=False, metrics=Metrics(), session=world.approver_session(), endpoint_url=world.endpoint_url
+    )
+
+
+def approve(world: World, approver: AwsGateway, service_arn: str, proposal_id: str, now: datetime) -> None:
+    described = approver.call(
+        "ecs",
+        "DescribeServices",
+        {"cluster": service_arn.split("/")[-2], "services": [service_arn], "include": ["TAGS"]},
+    )
+    tags = {t["key"]: t["value"] for service in described.get("services") or [] for t in service.get("tags") or []}
+    approvals.grant(
+        approver,
+        key_id=world.approval_key_id,
+        service_arn=service_arn,
+        tags=tags,
+        proposal_id=proposal_id,
+        now=now,
+        ttl=timedelta(hours=1),
+    )
 
 
 def run_demo(

@@ -18,7 +18,7 @@ class Metrics:
         self.remediations = Counter(
             "ecs_medic_remediations_total",
             "Remediations by what became of them: proposed, awaiting_approval, applied, verified, not_effective, "
-            "failed, skipped_cooldown, skipped_limit.",
+            "reverted, escalated, failed, skipped_cooldown, skipped_limit.",
             ["cluster", "service", "policy", "action", "outcome"],
             registry=r,
         )
@@ -71,5 +71,12 @@ class Metrics:
         )
         self.last_pass = Gauge(
             "ecs_medic_last_pass_timestamp_seconds", "Unix time when the last pass finished.", registry=r
+        )
+        self.service_errors = Counter(
+            "ecs_medic_service_errors_total",
+            "Errors confined to one service (the rest of the pass went on), by stage: assess, decide, act, "
+            "recover, state.",
+            ["cluster", "service", "stage"],
+            registry=r,
         )
         self.is_leader = Gauge("ecs_medic_is_leader", "1 when this replica holds the lease and acts.", registry=r)

@@ -52,6 +52,8 @@ class Snapshot:
     services: tuple[ServiceView, ...]
     errors: tuple[ObserveError, ...]
     clusters: tuple[str, ...]
+    # cluster -> services listed but not read this pass: they count as possibly failing (fail closed)
+    unread: Mapping[str, int] = field(default_factory=dict)
 
 
 def _tags(items: object) -> dict[str, str]:
@@ -112,14 +114,17 @@ class Observer:
         except Exception as error:  # noqa: BLE001 - reported as this pass's error; the loop goes on
             return Snapshot((), (ObserveError("*", None, "ListClusters", _message(error)),), ())
         views: list[ServiceView] = []
+        unread: dict[str, int] = {}
         budget = [self.task_definition_reads_per_pass]
         for cluster in clusters:
             name = str(cluster.get("clusterName") or resource_name(str(cluster.get("clusterArn", ""))))
             try:
-                views += self._observe_cluster(cluster, now, errors, budget)
+                views += self._observe_cluster(cluster, now, errors, budget, unread)
             except Exception as error:  # noqa: BLE001 - one cluster's failure never stops the others
                 errors.append(ObserveError(name, None, "ListServices", _message(error)))
-        return Snapshot(tuple(views), tuple(errors), tuple(str(c.get("clusterName")) for c in clusters))
+                unread[name] = max(unread.get(name, 0), int(cluster.get("activeServicesCount") or 0))
+        names = tuple(str(c.get("clusterName")) for c in clusters)
+        return Snapshot(tuple(views), tuple(errors), names, {k: v for k, v in unread.items() if v})
 
     def observe_service(self, cluster: str, service: str, now: datetime) -> ServiceView | None:
         """One service read in full whatever it shows (for live diagnosis); None if it does not exist."""
@@ -146,7 +151,12 @@ class Observer:
         return described
 
     def _observe_cluster(
-        self, cluster: Mapping[str, Any], now: datetime, errors: list[ObserveError], budget: list[int]
+        self,
+        cluster: Mapping[str, Any],
+        now: datetime,
+        errors: list[ObserveError],
+        budget: list[int],
+        unread: dict[str, int],
     ) -> list[ServiceView]:
         name = str(cluster.get("clusterName"))
         paused = _tags(cluster.get("tags")).get(PAUSED) or None
@@ -160,6 +170,7 @@ class Observer:
                 )
             except Exception as error:  # noqa: BLE001 - the other batches still count
                 errors.append(ObserveError(name, None, "DescribeServices", _message(error)))
+                unread[name] = unread.get(name, 0) + len(chunk)
                 continue
             for service in response.get("services") or []:
                 if service.get("status") != "ACTIVE":
@@ -170,6 +181,7 @@ class Observer:
                     )
                 except Exception as error:  # noqa: BLE001 - one service's failure never stops the others
                     errors.append(ObserveError(name, str(service.get("serviceName")), "DescribeTasks", _message(error)))
+                    unread[name] = unread.get(name, 0) + 1
                     continue
                 views.append(view)
         return views

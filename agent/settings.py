@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     verify_timeout_seconds: float = Field(
         default=600.0, gt=0, description="Seconds an action has to bring its service to steady state."
     )
+    max_action_seconds: float = Field(
+        default=90.0,
+        gt=0,
+        le=600,
+        description="Seconds one change may take, every call and retry included; nothing of it is sent later.",
+    )
+    approval_key_id: str | None = Field(
+        default=None,
+        description="KMS asymmetric key (ECC_NIST_P256, SIGN_VERIFY) approvals are signed with; unset: no approvals.",
+    )
+    approval_max_ttl_seconds: float = Field(
+        default=86400.0, gt=0, le=7 * 86400, description="The longest an approval may stay valid, whatever it asks."
+    )
 
     # --- reporting and coordination
     metrics_port: int = Field(default=9740, ge=0, le=65535, description="HTTP port for /metrics and probes.")

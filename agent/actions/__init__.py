@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.actions.base import Action, AwsApi, Change, Context, Params, Plan
+from agent.actions.base import Action, ApiCall, AwsApi, Change, Context, Expect, Params, Plan, Ref
 from agent.actions.enable_circuit_breaker import EnableCircuitBreaker
 from agent.actions.notify import Notify
 from agent.actions.raise_grace_period import RaiseGracePeriod
@@ -13,7 +13,7 @@ from agent.actions.raise_memory import RaiseMemory
 from agent.actions.rollback_task_definition import RollbackTaskDefinition
 from agent.actions.scale_capacity_provider import ScaleCapacityProvider
 
-__all__ = ["REGISTRY", "Action", "AwsApi", "Change", "Context", "Params", "Plan"]
+__all__ = ["REGISTRY", "Action", "ApiCall", "AwsApi", "Change", "Context", "Expect", "Params", "Plan", "Ref"]
 
 REGISTRY: dict[str, Action[Any]] = {
     action.name: action

@@ -7,12 +7,17 @@ deployment that reached steady state. The rest of the deployment configuration i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from agent.actions.base import Action, AwsApi, Change, Context, Params, Plan
-from agent.awscli import command, json_argument, quote
+from agent.actions.base import Action, Change, Context, Params, Plan, update_service
+from agent.arns import region_of
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from agent.model import ServiceView
 
 
 class EnableCircuitBreakerParams(Params):
@@ -24,6 +29,7 @@ class EnableCircuitBreaker(Action[EnableCircuitBreakerParams]):
     params_model = EnableCircuitBreakerParams
     permissions: ClassVar[tuple[str, ...]] = ("ecs:UpdateService",)
     dry_run_description: ClassVar[str] = "would turn on the deployment circuit breaker (with rollback)"
+    judged_by: ClassVar[str] = "rollout"
 
     def plan(self, context: Context, params: EnableCircuitBreakerParams) -> Plan | None:
         service = context.service
@@ -40,16 +46,19 @@ class EnableCircuitBreaker(Action[EnableCircuitBreakerParams]):
             action=self.name,
             summary="turn on the deployment circuit breaker" + (" with rollback" if params.rollback else ""),
             changes=(Change("deploymentConfiguration.deploymentCircuitBreaker", current, desired),),
-            commands=(
-                command(
-                    "ecs update-service",
-                    f"--cluster {quote(service.cluster)} --service {quote(service.name)}",
-                    f"--deployment-configuration {json_argument(configuration)}",
-                    region=context.region,
-                ),
-            ),
-            request={"cluster": service.cluster, "service": service.name, "deploymentConfiguration": configuration},
+            calls=(update_service(service, deploymentConfiguration=configuration),),
+            region=context.region,
         )
 
-    def apply(self, plan: Plan, aws: AwsApi) -> None:
-        aws.call("ecs", "UpdateService", plan.request)
+    def revert(self, service: ServiceView, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
+        del outputs
+        [change] = changes
+        configuration = dict(service.description.get("deploymentConfiguration") or {})
+        configuration["deploymentCircuitBreaker"] = change.current
+        return Plan(
+            action=self.name,
+            summary="put the deployment circuit breaker back as it was",
+            changes=(Change(change.field, change.desired, change.current),),
+            calls=(update_service(service, deploymentConfiguration=configuration),),
+            region=region_of(service.arn),
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from agent.actions.base import Action, AwsApi, Context, Params, Plan
+from agent.actions.base import Action, Context, Params, Plan
 from agent.diagnose.advice import advice_for
 from agent.diagnose.risks import risk_advice
 
@@ -32,7 +32,4 @@ class Notify(Action[NotifyParams]):
             advice = risk_advice(context.risks[0])
         else:
             return None
-        return Plan(action=self.name, summary=advice.fix, changes=(), commands=advice.commands)
-
-    def apply(self, plan: Plan, aws: AwsApi) -> None:
-        del plan, aws  # nothing to change: the proposal itself is the notification
+        return Plan(action=self.name, summary=advice.fix, changes=(), advice=advice.commands, region=context.region)

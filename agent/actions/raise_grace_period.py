@@ -9,13 +9,18 @@ is a lower bound of the startup time: the new grace period is that lifetime time
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
-from agent.actions.base import Action, AwsApi, Change, Context, Params, Plan
-from agent.awscli import command, quote
+from agent.actions.base import Action, Change, Context, Params, Plan, update_service
+from agent.arns import region_of
 from agent.diagnose.fields import integer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from agent.model import ServiceView
 
 
 class RaiseGracePeriodParams(Params):
@@ -52,16 +57,17 @@ class RaiseGracePeriod(Action[RaiseGracePeriodParams]):
             action=self.name,
             summary=f"raise the health-check grace period from {current} s to {desired} s{evidence}",
             changes=(Change("healthCheckGracePeriodSeconds", current, desired),),
-            commands=(
-                command(
-                    "ecs update-service",
-                    f"--cluster {quote(service.cluster)} --service {quote(service.name)}",
-                    f"--health-check-grace-period-seconds {desired}",
-                    region=context.region,
-                ),
-            ),
-            request={"cluster": service.cluster, "service": service.name, "healthCheckGracePeriodSeconds": desired},
+            calls=(update_service(service, healthCheckGracePeriodSeconds=desired),),
+            region=context.region,
         )
 
-    def apply(self, plan: Plan, aws: AwsApi) -> None:
-        aws.call("ecs", "UpdateService", plan.request)
+    def revert(self, service: ServiceView, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
+        del outputs
+        [change] = changes
+        return Plan(
+            action=self.name,
+            summary=f"put the health-check grace period back to {change.current} s",
+            changes=(Change(change.field, change.desired, change.current),),
+            calls=(update_service(service, healthCheckGracePeriodSeconds=change.current),),
+            region=region_of(service.arn),
+        )

@@ -10,12 +10,17 @@ Registering a revision is a change people review, so the bundled policy asks for
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from agent.actions.base import Action, AwsApi, Change, Context, Params, Plan
-from agent.awscli import command, json_argument, quote
+from agent.actions.base import Action, ApiCall, Change, Context, Derived, Expect, Params, Plan, Ref, update_service
+from agent.arns import region_of
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from agent.model import ServiceView
 
 # Fargate's task sizes: CPU units -> the memory sizes (MiB) it accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -55,8 +60,16 @@ class RaiseMemoryParams(Params):
 class RaiseMemory(Action[RaiseMemoryParams]):
     name: ClassVar[str] = "raise_memory"
     params_model = RaiseMemoryParams
-    permissions: ClassVar[tuple[str, ...]] = ("ecs:RegisterTaskDefinition", "ecs:UpdateService", "iam:PassRole")
+    # Tagging on create needs ecs:TagResource; undoing a change that did not help deregisters the revision.
+    permissions: ClassVar[tuple[str, ...]] = (
+        "ecs:RegisterTaskDefinition",
+        "ecs:TagResource",
+        "ecs:UpdateService",
+        "ecs:DeregisterTaskDefinition",
+        "iam:PassRole",
+    )
     dry_run_description: ClassVar[str] = "would register a revision with more memory and deploy it"
+    revert_by_default: ClassVar[bool] = True  # otherwise a revision nobody needs lingers
 
     def plan(self, context: Context, params: RaiseMemoryParams) -> Plan | None:
         service = context.service
@@ -76,11 +89,14 @@ class RaiseMemory(Action[RaiseMemoryParams]):
         if desired <= current:
             return None
         container["memory"] = desired
+        set_container: dict[str, int] = {"memory": desired}
         if int(container.get("memoryReservation") or 0) > desired:
             container["memoryReservation"] = desired
+            set_container["memoryReservation"] = desired
         changes = [Change(f"containerDefinitions[{container_name}].memory", current, desired)]
         payload: dict[str, Any] = {key: definition[key] for key in _REGISTERABLE if definition.get(key) is not None}
         payload["containerDefinitions"] = containers
+        set_fields: dict[str, str] = {}
         needed = sum(int(c.get("memory") or c.get("memoryReservation") or 0) for c in containers)
         task_memory = int(definition.get("memory") or 0)
         if "FARGATE" in (definition.get("requiresCompatibilities") or []) or service.launch_type == "FARGATE":
@@ -90,34 +106,60 @@ class RaiseMemory(Action[RaiseMemoryParams]):
                 return None
             if size[0] != task_cpu:
                 changes.append(Change("cpu", str(task_cpu), str(size[0])))
-                payload["cpu"] = str(size[0])
+                set_fields["cpu"] = str(size[0])
             if size[1] != task_memory:
                 changes.append(Change("memory", str(task_memory), str(size[1])))
-                payload["memory"] = str(size[1])
+                set_fields["memory"] = str(size[1])
         elif task_memory and needed > task_memory:
             changes.append(Change("memory", str(task_memory), str(needed)))
-            payload["memory"] = str(needed)
+            set_fields["memory"] = str(needed)
+        payload.update(set_fields)
         family = str(definition.get("family") or service.task_definition.split(":", 1)[0])
+        changes.append(Change("taskDefinition", service.task_definition, f"{family}:<next revision>"))
+        register = ApiCall(
+            "ecs",
+            "RegisterTaskDefinition",
+            payload,
+            outputs={"revision": "taskDefinition.taskDefinitionArn"},
+            # Found again by the change's tag if the answer is lost or the agent restarts mid-way.
+            expect=Expect("ecs", "ListTaskDefinitions", {"familyPrefix": family}, "", None, "tagged"),
+            tag_change=True,
+            derived=Derived(
+                read=ApiCall("ecs", "DescribeTaskDefinition", {"taskDefinition": service.task_definition}),
+                query="taskDefinition",
+                keep=tuple(key for key in _REGISTERABLE if definition.get(key) is not None),
+                set_fields=set_fields,
+                set_items=tuple(
+                    ("containerDefinitions", "name", container_name, key, value) for key, value in set_container.items()
+                ),
+            ),
+        )
         return Plan(
             action=self.name,
             summary=f"give container {container_name} {desired} MiB (was {current} MiB) in a new revision of {family}",
             changes=tuple(changes),
-            commands=(
-                command(
-                    "ecs register-task-definition", f"--cli-input-json {json_argument(payload)}", region=context.region
-                ),
-                command(
-                    "ecs update-service",
-                    f"--cluster {quote(service.cluster)} --service {quote(service.name)}",
-                    f"--task-definition {quote(family)}",
-                    region=context.region,
-                ),
-            ),
-            request={"cluster": service.cluster, "service": service.name, "definition": payload},
+            calls=(register, update_service(service, taskDefinition=Ref("revision"))),
+            region=context.region,
         )
 
-    def apply(self, plan: Plan, aws: AwsApi) -> None:
-        registered = aws.call("ecs", "RegisterTaskDefinition", plan.request["definition"])
-        arn = registered["taskDefinition"]["taskDefinitionArn"]
-        update = {"cluster": plan.request["cluster"], "service": plan.request["service"], "taskDefinition": arn}
-        aws.call("ecs", "UpdateService", update)
+    def revert(self, service: ServiceView, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
+        previous = next((c.current for c in changes if c.field == "taskDefinition"), None)
+        revision = outputs.get("revision")
+        if not previous or not revision:
+            return None
+        deregister = ApiCall(
+            "ecs",
+            "DeregisterTaskDefinition",
+            {"taskDefinition": revision},
+            expect=Expect(
+                "ecs", "DescribeTaskDefinition", {"taskDefinition": revision}, "taskDefinition.status", "INACTIVE"
+            ),
+        )
+        new = revision.rsplit("/", 1)[-1]
+        return Plan(
+            action=self.name,
+            summary=f"go back to {previous} and deregister {new}, whose extra memory did not help",
+            changes=(Change("taskDefinition", new, previous),),
+            calls=(update_service(service, taskDefinition=previous), deregister),
+            region=region_of(service.arn),
+        )

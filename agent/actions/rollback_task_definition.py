@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from agent.actions.base import Action, AwsApi, Change, Context, Params, Plan
+from agent.actions.base import Action, Change, Context, Params, Plan, update_service
 from agent.arns import as_datetime
-from agent.awscli import command, quote
 from agent.state import ServiceState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
@@ -62,21 +64,11 @@ class RollbackTaskDefinition(Action[RollbackParams]):
             action=self.name,
             summary=f"roll back from {current} to {target}, the last revision that reached steady state",
             changes=(Change("taskDefinition", current, target),),
-            commands=(
-                command(
-                    "ecs update-service",
-                    f"--cluster {quote(service.cluster)} --service {quote(service.name)}",
-                    f"--task-definition {quote(target)}",
-                    region=context.region,
-                ),
-            ),
-            request={"cluster": service.cluster, "service": service.name, "taskDefinition": target},
+            calls=(update_service(service, taskDefinition=target),),
+            region=context.region,
         )
 
-    def state_after(self, plan: Plan, state: ServiceState) -> ServiceState:
+    def state_after(self, changes: Sequence[Change], state: ServiceState) -> ServiceState:
         # The revision rolled back from failed: a later rollback must never return to it.
-        bad = str(plan.changes[0].current)
+        bad = str(changes[0].current)
         return replace(state, bad_revisions=(*[r for r in state.bad_revisions if r != bad], bad))
-
-    def apply(self, plan: Plan, aws: AwsApi) -> None:
-        aws.call("ecs", "UpdateService", plan.request)

@@ -26,27 +26,21 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from agent.errors import AmbiguousWriteError
 
 if TYPE_CHECKING:
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
-READ_OPERATIONS = frozenset({"ReceiveMessage"})  # reading a queue changes no resource
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-    }
-)
-_TRANSIENT = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify"})  # reading a queue or checking a signature changes nothing
+# Errors that prove a request was not carried out, so sending it again cannot make a change twice.
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
+# Errors after which the request may or may not have been carried out.
+_MAYBE_SENT = (ConnectionClosedError, ReadTimeoutError)
+_THROTTLED = ThrottledRetryableChecker()
 
 # ECS's own throttling categories (API reference, "Request throttling"); other services share one.
 _ECS_CATEGORIES = {
@@ -69,16 +63,31 @@ class DryRunViolationError(RuntimeError):
     """A mutating call attempted in dry-run. Always a bug: decide never plans to apply in dry-run."""
 
 
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
 def is_throttling(error: BaseException) -> bool:
-    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in THROTTLING_CODES
+    """botocore's own classification (every throttling code it knows), and HTTP 429 however it is worded."""
+    if not isinstance(error, ClientError):
+        return False
+    return _status(error) == 429 or bool(_THROTTLED.is_retryable(RetryContext(1, parsed_response=error.response)))
 
 
 def is_retryable(error: BaseException) -> bool:
-    if isinstance(error, _TRANSIENT) or is_throttling(error):
+    """For reads and idempotent writes: throttling, 5xx and connection trouble are worth another try."""
+    if isinstance(error, _NOT_SENT + _MAYBE_SENT) or is_throttling(error):
         return True
-    if isinstance(error, ClientError):
-        return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
-    return False
+    return isinstance(error, ClientError) and _status(error) >= 500
+
+
+def is_not_carried_out(error: BaseException) -> bool:
+    """For writes that are not idempotent: only errors that prove nothing happened may be retried."""
+    return isinstance(error, _NOT_SENT) or is_throttling(error)
+
+
+def is_ambiguous(error: BaseException) -> bool:
+    return isinstance(error, _MAYBE_SENT) or (isinstance(error, ClientError) and _status(error) >= 500)
 
 
 class TokenBucket:
@@ -179,16 +188,34 @@ class AwsGateway:
         key = (api, operation, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Call `api`'s `operation` with `params`; retried on throttling and 5xx; refused if dry-run writes."""
+    def call(
+        self,
+        api: str,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        guard: Callable[[], None] | None = None,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        """Call `api`'s `operation` with `params`; refused if dry-run forbids it.
+
+        Reads and `idempotent` writes are retried on throttling, 5xx and connection trouble. Other
+        writes are retried only when the error proves nothing happened (throttling, no connection);
+        when the request may have been carried out, `AmbiguousWriteError` says so, and the caller
+        checks before sending it again. `guard` runs before every attempt of a write (e.g. "this
+        replica still holds the lease") and stops it by raising.
+        """
         if self._refused(api, operation, params):
             self._count(api, operation, "blocked")
             raise DryRunViolationError(f"dry-run: refused {api}:{operation}")
         method = getattr(self.client(api), _snake(operation))
         bucket = self._bucket(api, operation)
+        write = not is_read_only(operation)
 
         def attempt() -> dict[str, Any]:
             bucket.acquire()
+            if write and guard is not None:
+                guard()
             try:
                 response: dict[str, Any] = method(**params)
             except Exception as error:
@@ -197,14 +224,20 @@ class AwsGateway:
             self._count(api, operation, "ok")
             return response
 
+        retryable = is_retryable if (idempotent or not write) else is_not_carried_out
         retrying = Retrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(retryable),
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except Exception as error:
+            if write and not idempotent and is_ambiguous(error):
+                raise AmbiguousWriteError(f"{api}:{operation}: {type(error).__name__}: {error}") from error
+            raise
 
     def paginate(
         self, api: str, operation: str, params: Mapping[str, Any], key: str, page_field: str = "nextToken"

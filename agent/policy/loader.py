@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,7 @@ class LoadedPolicy:
     policy: Policy
     params: Params  # the remediation's params, checked against the action's schema
     source: str
+    escalation_params: tuple[Params, ...] = ()  # each escalation step's params, checked likewise
 
     @property
     def name(self) -> str:
@@ -92,6 +93,8 @@ def _node_at(node: yaml.Node | None, path: Sequence[int | str], *, key: bool = F
 def _model_at(path: Sequence[int | str], action: str | None) -> type[BaseModel] | None:
     """The schema model that owns the field at `path`, to list its valid fields."""
     if list(path[:3]) == ["spec", "remediation", "params"]:
+        return REGISTRY[action].params_model if action in REGISTRY else None
+    if len(path) >= 4 and list(path[:2]) == ["spec", "escalation"] and path[3] == "params":
         return REGISTRY[action].params_model if action in REGISTRY else None
     model: type[BaseModel] | None = Policy
     for step in path:
@@ -172,9 +175,21 @@ def _load_document(
             params = REGISTRY[document.action].params_model.model_validate(remediation.get("params") or {})
         except ValidationError as error:
             problems += _problems(error, ("spec", "remediation", "params"), document)
+    escalation = spec.get("escalation") if isinstance(spec, dict) else None
+    steps: list[Params] = []
+    for position, step in enumerate(escalation if isinstance(escalation, list) else []):
+        step_action = step.get("action") if isinstance(step, dict) else None
+        if not isinstance(step, dict) or step_action not in REGISTRY:
+            continue  # reported by the schema
+        try:
+            steps.append(REGISTRY[step_action].params_model.model_validate(step.get("params") or {}))
+        except ValidationError as error:
+            problems += _problems(
+                error, ("spec", "escalation", position, "params"), replace(document, action=step_action)
+            )
     if problems or policy is None or params is None:
         return None, problems
-    return LoadedPolicy(policy, params, file), []
+    return LoadedPolicy(policy, params, file, tuple(steps)), []
 
 
 def parse_policies(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyError]]:

@@ -90,14 +90,48 @@ class Remediation(_Strict):
     # spec.remediation.params.<field> and list that action's fields.
 
 
+class Verify(_Strict):
+    """How a change is judged by what ECS reports after it."""
+
+    failures: int = Field(
+        default=1, ge=1, le=100, description="not effective once this many tasks started after it fail the same way"
+    )
+    settle: Duration = Field(default=60.0, ge=0, description="effective once at steady state this long after it")
+    timeout: Duration | None = Field(
+        default=None, gt=0, description="not effective if not at steady state by then (default: the agent setting)"
+    )
+
+
+class EscalationStep(_Strict):
+    """What to try once the policy's own remediation has used its attempts (medik8s-style ladder)."""
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = Field(default=1, ge=1, le=10, description="changes this step may make")
+    timeout: Duration | None = Field(default=None, gt=0, description="how long each change of this step is watched")
+    revert_on_failure: bool | None = Field(default=None, alias="revertOnFailure")
+
+    @field_validator("action")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unknown action {value!r}; valid actions: {', '.join(sorted(REGISTRY))}")
+        return value
+
+
 class Spec(_Strict):
     selector: Selector = Field(default_factory=Selector)
     when: When
     remediation: Remediation
     approval: Literal["auto", "manual"] = "auto"
     cooldown: Duration = Field(default=1800.0, ge=0)
-    max_attempts: int = Field(default=3, ge=1, alias="maxAttempts")
+    max_attempts: int = Field(default=3, ge=1, le=100, alias="maxAttempts")
     priority: int = Field(default=0, description="higher first, when several policies match one service")
+    verify: Verify = Field(default_factory=Verify)
+    revert_on_failure: bool | None = Field(
+        default=None, alias="revertOnFailure", description="undo a change judged not effective (default: the action's)"
+    )
+    escalation: tuple[EscalationStep, ...] = Field(default=(), max_length=10)
 
 
 class Metadata(_Strict):

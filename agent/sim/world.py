@@ -17,6 +17,7 @@ Only one world runs per process at a time: moto's backends are process-wide.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ class World:
         self.faults = FaultInjector(seed)
         self.requests = RequestLog()
         self.events_queue_url: str | None = None
+        self.approver_role = "ecs-medic-approver"
+        self.approval_key_id = ""
         self._lock = threading.RLock()
         self._runtime = Runtime(region=REGION, account_id=self.account_id, start=start_time, seed=seed)
         self._server: BaseWSGIServer | None = None
@@ -175,6 +178,7 @@ class World:
             for (subnet_id, zone), base in zip(self._network.subnets, (0, 64), strict=True)
         ]
         self.add_execution_role(DEFAULT_EXECUTION_ROLE)
+        self.approval_key_id = self.add_approval_key()
 
     # --- clients ---------------------------------------------------------------------------------------------
 
@@ -433,6 +437,40 @@ class World:
         events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
         self.events_queue_url = url
         return url
+
+    def add_approval_key(self, approver_role: str = "ecs-medic-approver") -> str:
+        """An asymmetric KMS key approvals are signed with, and a role approvers assume; returns the key id.
+        The agent's own identity (the world's default credentials) is not that role."""
+        key: str = self._internal_client("kms").create_key(
+            KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY", Description="ecs-medic approvals"
+        )["KeyMetadata"]["KeyId"]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": self.account_id}, "Action": "sts:AssumeRole"}],
+        }
+        self._internal_client("iam").create_role(RoleName=approver_role, AssumeRolePolicyDocument=json.dumps(trust))
+        self.approver_role = approver_role
+        return key
+
+    def approver_environment(self, session_name: str = "alice") -> dict[str, str]:
+        """The environment of a person who assumed the approver role (for `ecs-medic approve`)."""
+        arn = f"arn:aws:iam::{self.account_id}:role/{self.approver_role}"
+        credentials = self.client("sts").assume_role(RoleArn=arn, RoleSessionName=session_name)["Credentials"]
+        return {
+            **self.environment,
+            "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        }
+
+    def approver_session(self, session_name: str = "alice") -> boto3.session.Session:
+        env = self.approver_environment(session_name)
+        return boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
 
     # --- reading ---------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from agent.model import ServiceView
 from agent.policy.loader import PolicySet, load_policies, parse_policies
 from agent.reconciler import assess
 from agent.settings import Mode
-from agent.state import ServiceState, read_state
+from agent.state import ServiceState, decode_tags
 
 NOW = datetime(2026, 4, 19, 3, 15, tzinfo=UTC)
 BUNDLED = load_policies(Path(__file__).resolve().parents[2] / "policies")
@@ -48,7 +48,8 @@ def view(
 
 
 def assessment(service_view: ServiceView, state: ServiceState | None = None) -> Assessment:
-    return assess(service_view, state if state is not None else read_state(service_view.tags), "us-east-1")
+    remembered = state if state is not None else decode_tags(service_view.tags, NOW)[0]
+    return assess(service_view, remembered, "us-east-1")
 
 
 def limits(**overrides: Any) -> Limits:

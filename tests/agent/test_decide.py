@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from agent.decide import Outcome, decide
+from agent.approvals import Approval
+from agent.decide import Outcome, applied, decide
 from agent.settings import Mode
-from agent.state import ActionRecord, Approval, ServiceState, Verification
+from agent.state import ActionRecord, Attempt, Change, Episode, ServiceState, Verification
 from tests.agent.fixtures import BUNDLED, NOW, assessment, at, limits, view
 from tests.diagnose.builders import container, deployment, service, stopped_task
 
@@ -92,22 +93,23 @@ def test_cooldown_holds():
 
 def test_max_attempts_escalate():
     record = ActionRecord(NOW - timedelta(hours=2), 3, "not_effective", "p")
-    proposal = only(
-        decide(
-            [assessment(elb_cycling(), ServiceState(actions={"raise_grace_period": record}))], BUNDLED, limits(), NOW
-        )
+    tried = tuple(
+        Attempt(f"t{i}", "raise_grace_period", 0, NOW - timedelta(hours=3 - i), "not_effective") for i in range(3)
     )
+    episode = Episode("raise-grace-period-on-elb-cycling", "health_check_elb", NOW - timedelta(hours=3), 0, 3, tried)
+    state = ServiceState(
+        actions={"raise_grace_period": record}, episode=episode, changed_at=NOW - timedelta(minutes=20)
+    )
+    proposal = only(decide([assessment(elb_cycling(), state)], BUNDLED, limits(), NOW))
     assert proposal.outcome is Outcome.SKIPPED_LIMIT
-    assert proposal.reason.startswith("escalated: 3 attempts")
+    assert proposal.reason.startswith("escalated: every step of the policy was tried (3 changes)")
 
 
 def test_hourly_cap_counts_actions_already_taken():
-    recent = ServiceState(
-        actions={"rollback_task_definition": ActionRecord(NOW - timedelta(minutes=30), 1, "verified", "p")}
-    )
-    services = [assessment(elb_cycling("a")), assessment(elb_cycling("b")), assessment(view(service(name="c")), recent)]
+    services = [assessment(elb_cycling("a")), assessment(elb_cycling("b")), assessment(view(service(name="c")))]
     decided = [
-        (d.proposal.action, d.proposal.outcome) for d in decide(services, BUNDLED, limits(max_actions_per_hour=2), NOW)
+        (d.proposal.action, d.proposal.outcome)
+        for d in decide(services, BUNDLED, limits(max_actions_per_hour=2), NOW, actions_in_last_hour=1)
     ]
     # One action was taken in the last hour, so one more fits; notify changes nothing and is not capped.
     assert decided == [
@@ -148,17 +150,25 @@ def test_manual_approval_waits_then_applies_once_approved():
     assert first.action == "raise_memory"
     assert first.outcome is Outcome.AWAITING_APPROVAL
     assert first.reason == f"manual approval: run `ecs-medic approve {first.id}`"
-    approved = ServiceState(approved=Approval(first.id, NOW + timedelta(hours=1)))
-    second = only(decide([assessment(oom_loop(), approved)], BUNDLED, limits(), NOW))
+    given = Approval(first.id, NOW, NOW + timedelta(hours=1), "arn:aws:sts::123456789012:assumed-role/approver/alice")
+    second = only(decide([replace(assessment(oom_loop()), approval=given)], BUNDLED, limits(), NOW))
     assert (second.id, second.outcome) == (first.id, Outcome.APPLY)
-    expired = ServiceState(approved=Approval(first.id, NOW - timedelta(seconds=1)))
-    assert only(decide([assessment(oom_loop(), expired)], BUNDLED, limits(), NOW)).outcome is Outcome.AWAITING_APPROVAL
+    expired = replace(given, expires=NOW - timedelta(seconds=1))
+    third = only(decide([replace(assessment(oom_loop()), approval=expired)], BUNDLED, limits(), NOW))
+    assert third.outcome is Outcome.AWAITING_APPROVAL
+    other = replace(given, proposal_id="p-0000000000")
+    fourth = only(decide([replace(assessment(oom_loop()), approval=other)], BUNDLED, limits(), NOW))
+    assert fourth.outcome is Outcome.AWAITING_APPROVAL
 
 
 def test_raise_memory_keeps_fargate_sizes_valid():
     plan = only(decide([assessment(oom_loop())], BUNDLED, limits(), NOW)).plan
     changes = {c.field: (c.current, c.desired) for c in plan.changes}
-    assert changes == {"containerDefinitions[app].memory": (1024, 2048), "memory": ("1024", "2048")}
+    assert changes == {
+        "containerDefinitions[app].memory": (1024, 2048),
+        "memory": ("1024", "2048"),
+        "taskDefinition": ("web:43", "web:<next revision>"),
+    }
 
 
 def test_failure_after_deploy_rolls_back_before_anything_else():
@@ -216,7 +226,8 @@ def test_failing_deployment_without_breaker_enables_it_when_rollback_does_not_ap
     assert proposal.action == "enable_circuit_breaker"
     [change] = proposal.plan.changes
     assert change.desired == {"enable": True, "rollback": True}
-    assert proposal.plan.request["deploymentConfiguration"]["maximumPercent"] == 200
+    [call] = proposal.plan.calls
+    assert call.params["deploymentConfiguration"]["maximumPercent"] == 200
 
 
 def test_rollback_never_returns_to_a_bad_revision():
@@ -227,41 +238,69 @@ def test_rollback_never_returns_to_a_bad_revision():
     assert all(d.proposal is None or d.proposal.action != "rollback_task_definition" for d in decisions)
 
 
-def test_verification_judges_the_earlier_action_and_blocks_new_ones():
-    started = NOW - timedelta(minutes=5)
-    record = ActionRecord(started, 1, "applied", "p-1")
-    verifying = ServiceState(
-        actions={"raise_grace_period": record},
-        verifying=Verification(
-            "raise_grace_period", "raise-grace-period-on-elb-cycling", "p-1", started, started + timedelta(minutes=10)
-        ),
+def _verifying(started, **change):
+    planned = Change(
+        token="t-1",
+        action="raise_grace_period",
+        policy="raise-grace-period-on-elb-cycling",
+        proposal_id="p-1",
+        cause="health_check_elb",
+        step=0,
+        changes=(),
+        **change,
     )
+    return ServiceState(
+        actions={"raise_grace_period": ActionRecord(started, 1, "applied", "p-1")},
+        verifying=Verification(planned, started, started, started + timedelta(minutes=10)),
+        changed_at=started,
+    )
+
+
+def test_verification_judges_the_earlier_action_and_blocks_new_ones():
+    # The stopped tasks of elb_cycling() all started before the change: no verdict from them.
+    verifying = _verifying(NOW - timedelta(minutes=5))
     [waiting] = decide([assessment(elb_cycling(), verifying)], BUNDLED, limits(), NOW)
-    assert (waiting.proposal, waiting.verification) == (None, None)
+    assert (waiting.proposal, waiting.judged) == (None, None)
     [late] = decide([assessment(elb_cycling(), verifying)], BUNDLED, limits(), NOW + timedelta(minutes=6))
-    assert late.verification is Outcome.NOT_EFFECTIVE
+    assert late.judged.outcome is Outcome.NOT_EFFECTIVE
+    assert late.judged.verdict.reason == "not at steady state 600 s after the change (the deadline)"
     assert late.state.actions["raise_grace_period"].outcome == "not_effective"
     steady = view(
         service(deployments=[deployment(rollout_state="COMPLETED", reason="", revision=43)]) | {"runningCount": 4}
     )
-    [fixed] = decide([assessment(steady, verifying)], BUNDLED, limits(), NOW)
-    assert fixed.verification is Outcome.VERIFIED
-    assert fixed.state.actions["raise_grace_period"].attempts == 0
+    [settling] = decide([assessment(steady, verifying)], BUNDLED, limits(), NOW)
+    assert settling.judged is None
+    assert settling.state.verifying.steady_since == NOW
+    [fixed] = decide([assessment(steady, settling.state)], BUNDLED, limits(), NOW + timedelta(seconds=61))
+    assert fixed.judged.outcome is Outcome.VERIFIED
+    assert fixed.state.verifying is None
     assert fixed.state.last_good == "web:43"
+
+
+def test_a_task_started_after_the_change_failing_the_same_way_is_not_effective_at_once():
+    verifying = _verifying(NOW - timedelta(minutes=20))  # every task of elb_cycling() started after it
+    [decision] = decide([assessment(elb_cycling(), verifying)], BUNDLED, limits(), NOW)
+    assert decision.judged.outcome is Outcome.NOT_EFFECTIVE
+    assert decision.judged.verdict.reason == "3 failure(s) with the same cause after the change"
+    assert any("Task failed ELB health checks" in line for line in decision.judged.verdict.evidence)
 
 
 def test_applying_records_the_attempt_and_starts_verification():
     [decision] = decide([assessment(elb_cycling())], BUNDLED, limits(), NOW)
-    record = decision.state.actions["raise_grace_period"]
+    assert decision.proposal.outcome is Outcome.APPLY
+    change = replace(decision.change, token="t-9")
+    state = applied(decision.state, change, outputs={}, revision=None, now=NOW, summary=decision.proposal.plan.summary)
+    record = state.actions["raise_grace_period"]
     assert (record.last_at, record.attempts, record.proposal_id) == (NOW, 1, decision.proposal.id)
-    assert decision.state.verifying.deadline == NOW + timedelta(seconds=600)
+    assert state.verifying.deadline == NOW + timedelta(seconds=600)
+    assert state.verifying.change.token == "t-9"
+    assert (state.episode.policy, state.episode.step, state.episode.attempts) == (decision.proposal.policy, 0, 1)
+    assert [a.outcome for a in state.episode.history] == ["applied"]
+    assert state.changed_at == NOW
 
 
 def test_dry_run_never_applies_anything():
     services = [assessment(elb_cycling("a")), assessment(oom_loop()), assessment(elb_cycling("b", paused="x"))]
-    approved = [
-        replace(a, state=replace(a.state, approved=Approval("any", NOW + timedelta(hours=1)))) for a in services
-    ]
-    for decision in decide(approved, BUNDLED, limits(mode=Mode.DRY_RUN), NOW):
+    for decision in decide(services, BUNDLED, limits(mode=Mode.DRY_RUN), NOW):
         assert decision.proposal is None or decision.proposal.outcome is not Outcome.APPLY
-        assert decision.state.verifying is None
+        assert decision.change is None

@@ -80,14 +80,21 @@ def condition_problems(statements: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{sid}: UpdateAutoScalingGroup without autoscaling:ResourceTag/ecs-medic:managed=true")
         if "iam:PassRole" in actions and equals.get("iam:PassedToService") != "ecs-tasks.amazonaws.com":
             problems.append(f"{sid}: iam:PassRole without iam:PassedToService=ecs-tasks.amazonaws.com")
+        on_create = equals.get("ecs:CreateAction") == "RegisterTaskDefinition"
+        if on_create and (actions != {"ecs:TagResource"} or ":task-definition/" not in str(statement["Resource"])):
+            problems.append(f"{sid}: tag-on-create must be ecs:TagResource on task definitions alone")
         if actions & {"ecs:TagResource", "ecs:UntagResource"}:
+            # Tagging on create carries the change's token on the revision being registered.
+            allowed_resource = ":task-definition/" if on_create else ":service/"
             tag_keys = condition.get("ForAllValues:StringLike", {}).get("aws:TagKeys")
-            if equals.get("aws:ResourceTag/ecs-medic:managed") != "true" or tag_keys != "ecs-medic:*":
+            if (
+                not on_create and equals.get("aws:ResourceTag/ecs-medic:managed") != "true"
+            ) or tag_keys != "ecs-medic:*":
                 problems.append(f"{sid}: tagging not limited to managed services and ecs-medic:* keys")
             if condition.get("Null", {}).get("aws:TagKeys") != "false":
                 problems.append(f"{sid}: ForAllValues without Null aws:TagKeys=false also allows no keys")
-            if statement["Resource"] == "*" or ":service/" not in str(statement["Resource"]):
-                problems.append(f"{sid}: tagging not limited to service ARNs")
+            if statement["Resource"] == "*" or allowed_resource not in str(statement["Resource"]):
+                problems.append(f"{sid}: tagging not limited to service ARNs (or revisions on create)")
     return problems
 
 

@@ -69,15 +69,43 @@ def test_manual_approval_flows_through_proposals_and_approve(aws_env, monkeypatc
     assert code == 0
     [waiting] = json.loads(out)["proposals"]
     assert (waiting["action"], waiting["status"]) == ("raise_memory", "awaiting_approval")
+    assert run(["approve", waiting["id"]])[0] == 2  # no key: an approval could not prove who gave it
+    assert "approvals are signed: set ECS_MEDIC_APPROVAL_KEY_ID" in capsys.readouterr().err
+    monkeypatch.setenv("ECS_MEDIC_APPROVAL_KEY_ID", aws_env.approval_key_id)
     assert run(["approve", "p-0000000000"])[0] == 2
     assert f"no proposal p-0000000000 is waiting for approval (waiting now: {waiting['id']})" in capsys.readouterr().err
+    agent_environment = dict(os.environ)
+    for key, value in aws_env.approver_environment("alice").items():
+        monkeypatch.setenv(key, value)
     code, out = run(["approve", waiting["id"]])
     assert code == 0
+    approver = "arn:aws:sts::123456789012:assumed-role/ecs-medic-approver/alice"
     assert out.startswith(f"approved {waiting['id']}: raise_memory on prod/api")
+    assert f"by {approver}, valid until " in out
+    code, again = run(["approve", waiting["id"]])
+    assert code == 0
+    assert again.startswith(f"{waiting['id']} is already approved until ") and again.rstrip().endswith(approver)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, agent_environment[key])
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
     code, out = run(["once", "--output", "json"])
     [applied] = [p for p in json.loads(out)["proposals"] if p["action"] == "raise_memory"]
     assert applied["status"] == "applied"
     assert aws_env.service_state("prod", "api").task_definition.endswith("api:3")
+
+
+def test_the_agent_cannot_approve_its_own_proposals(aws_env, monkeypatch, capsys):
+    prepare(aws_env, SCENARIOS["oom-exit-137"])
+    monkeypatch.setenv("ECS_MEDIC_MODE", "enforce")
+    monkeypatch.setenv("ECS_MEDIC_APPROVAL_KEY_ID", aws_env.approval_key_id)
+    [waiting] = json.loads(run(["proposals", "--output", "json"])[1])["proposals"]
+    assert run(["approve", waiting["id"]])[0] == 0  # signed, but with the agent's own identity
+    capsys.readouterr()
+    _, out = run(["once", "--output", "json"])
+    [still] = [p for p in json.loads(out)["proposals"] if p["action"] == "raise_memory"]
+    assert still["status"] == "awaiting_approval"
+    assert "the agent may not approve its own proposals" in capsys.readouterr().err
+    assert aws_env.service_state("prod", "api").task_definition.endswith("api:2")
 
 
 @pytest.mark.usefixtures("aws_env")

@@ -12,7 +12,7 @@ import structlog
 from agent.http import Health, StatusServer
 from agent.settings import Mode
 from agent.sim import SCENARIOS, AppProfile
-from agent.state import PAUSED
+from agent.state import PAUSED, decode_tags
 from tests.e2e.conftest import prepare, start_agent
 
 
@@ -27,8 +27,15 @@ def test_a_restart_between_passes_repeats_no_action(world):
     assert [p.action for p in first.applied()] == ["rollback_task_definition"]
     assert update_calls(world) == 1
     tags = {t["key"]: t["value"] for t in world.describe_service("prod", "worker")["tags"]}
-    assert tags["ecs-medic:action.rollback_task_definition"].split("/")[1:3] == ["1", "applied"]
-    assert tags["ecs-medic:verify"].startswith("rollback_task_definition/rollback-bad-deploy/")
+    state, problems = decode_tags(tags, world.now)
+    assert problems == ()
+    record = state.actions["rollback_task_definition"]
+    assert (record.attempts, record.outcome) == (1, "applied")
+    assert (state.verifying.change.action, state.verifying.change.policy) == (
+        "rollback_task_definition",
+        "rollback-bad-deploy",
+    )
+    assert state.intent is None
     restarted = start_agent(world)  # a new process: nothing in memory, everything from the tags
     restarted.passes(20)
     assert update_calls(world) == 1

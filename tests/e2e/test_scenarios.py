@@ -3,14 +3,14 @@ dry-run changes nothing at all and proposes the same fix, with its evidence and 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
 
 import pytest
 
 from agent.decide import Outcome
+from agent.demo import approve, approver_gateway
 from agent.settings import Mode
 from agent.sim import SCENARIOS, World
-from agent.state import APPROVED, Approval
 from tests.e2e.conftest import PREVENTION, Run, prepare, start_agent
 
 # What the agent must do for each scenario, and whether a person finishes the job (notify).
@@ -29,11 +29,10 @@ EXPECTED = {
 
 def approve_waiting(run: Run) -> None:
     """Play the operator who answers `ecs-medic proposals` with `ecs-medic approve ID`."""
-    ecs = run.world.client("ecs")
+    approver = approver_gateway(run.world)
     for proposal in run.reports[-1].proposals:
         if proposal.outcome is Outcome.AWAITING_APPROVAL:
-            approval = Approval(proposal.id, run.world.now + timedelta(hours=1))
-            ecs.tag_resource(resourceArn=proposal.service_arn, tags=[{"key": APPROVED, "value": approval.encode()}])
+            approve(run.world, approver, proposal.service_arn, proposal.id, run.world.now)
 
 
 def steady(world: World, name: str) -> bool:
@@ -88,7 +87,8 @@ def test_dry_run_makes_no_mutating_call_and_proposes_the_fix(world, name):
     assert proposal.outcome in (Outcome.PROPOSED, Outcome.AWAITING_APPROVAL)
     assert proposal.mode is Mode.DRY_RUN
     assert proposal.evidence and proposal.plan.commands
-    assert all(command.startswith("aws ") for command in proposal.plan.commands)
+    # Each command is an `aws` command, or one whose output a later command uses (`REVISION=$(aws ...)`).
+    assert all(re.match(r"^([A-Z_]+=\$\()?aws ", command) for command in proposal.plan.commands)
     if action != "notify":
         assert proposal.plan.changes
     assert not before.diff(world.fingerprint())

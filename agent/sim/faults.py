@@ -1,9 +1,15 @@
-"""Faults on demand: throttling, server errors and added latency, per operation, at a set rate.
+"""Faults on demand: throttling, server errors, latency, resets, lost answers and hangs, per operation,
+at a set rate or at a chosen call.
 
 Errors are shaped as AWS shapes them, so SDK retry logic and error parsing see the real thing:
 JSON protocols get HTTP 400 `{"__type":"ThrottlingException","message":"Rate exceeded"}`; query
 protocols (Auto Scaling, ELBv2, IAM) an XML `Throttling` error; EC2 its own `RequestLimitExceeded`.
 Decisions come from one seeded RNG, so a run is reproducible.
+
+Faults that sever the connection model the network, not AWS: `reset` drops it before the request is
+carried out; `lost_response` carries the request out and then drops it, so the client cannot tell
+whether it happened; `hang` carries it out and holds the answer until `release()` (a test kills the
+client meanwhile, at exactly that point).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import json
 import random
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from xml.sax.saxutils import escape
 
@@ -23,6 +29,13 @@ class FaultKind(StrEnum):
     THROTTLE = "throttle"
     SERVER_ERROR = "server_error"
     LATENCY = "latency"
+    RESET = "reset"  # the connection drops before the request is carried out
+    LOST_RESPONSE = "lost_response"  # carried out, then the connection drops: the answer is lost
+    HANG = "hang"  # carried out, then the answer is held until release()
+
+    @property
+    def severs(self) -> bool:
+        return self in (FaultKind.RESET, FaultKind.LOST_RESPONSE, FaultKind.HANG)
 
 
 class Protocol(StrEnum):
@@ -34,7 +47,8 @@ class Protocol(StrEnum):
 @dataclass(frozen=True, slots=True)
 class FaultRule:
     """Inject `kind` into requests for `operation` (any when None) of `service` (any when None) with
-    probability `rate`; `latency_seconds` for latency; `remaining` caps how many times (None: no cap)."""
+    probability `rate`; `latency_seconds` for latency; `remaining` caps how many times (None: no cap);
+    the first `skip` matching requests pass untouched (a fault at the n-th call: skip n - 1)."""
 
     kind: FaultKind
     operation: str | None = None
@@ -42,6 +56,7 @@ class FaultRule:
     rate: float = 1.0
     latency_seconds: float = 0.0
     remaining: int | None = None
+    skip: int = 0
 
     def applies_to(self, service: str, operation: str) -> bool:
         return (self.operation in (None, operation)) and (self.service in (None, service))
@@ -61,6 +76,8 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._rng = random.Random(seed)  # noqa: S311 - reproducible, not secret
+        self.hanging = threading.Event()  # set while a `hang` fault holds an answer
+        self._released = threading.Event()
 
     def add(
         self,
@@ -71,11 +88,12 @@ class FaultInjector:
         rate: float = 1.0,
         latency_seconds: float = 0.0,
         count: int | None = None,
+        skip: int = 0,
     ) -> FaultRule:
         """Inject faults into matching requests from now on. `rate` is a probability in [0, 1]."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be between 0 and 1, got {rate}")
-        rule = FaultRule(FaultKind(kind), operation, service, rate, latency_seconds, count)
+        rule = FaultRule(FaultKind(kind), operation, service, rate, latency_seconds, count, skip)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -83,6 +101,15 @@ class FaultInjector:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+
+    def release(self) -> None:
+        """Let every held answer go (the connection is dropped: its client is gone by then)."""
+        self._released.set()
+
+    def hold(self) -> None:
+        """Called by the middleware for a `hang`: blocks until release()."""
+        self.hanging.set()
+        self._released.wait()
 
     @property
     def rules(self) -> list[FaultRule]:
@@ -96,6 +123,9 @@ class FaultInjector:
             for index, rule in enumerate(self._rules):
                 if not rule.applies_to(service, operation):
                     continue
+                if rule.skip > 0:
+                    self._rules[index] = replace(rule, skip=rule.skip - 1)
+                    continue
                 if rule.remaining is not None and rule.remaining <= 0:
                     continue
                 if self._rng.random() >= rule.rate:
@@ -104,9 +134,7 @@ class FaultInjector:
                     continue
                 chosen.append(rule)
                 if rule.remaining is not None:
-                    self._rules[index] = FaultRule(
-                        rule.kind, rule.operation, rule.service, rule.rate, rule.latency_seconds, rule.remaining - 1
-                    )
+                    self._rules[index] = replace(rule, remaining=rule.remaining - 1)
         return sorted(chosen, key=lambda r: r.kind is not FaultKind.LATENCY)
 
 

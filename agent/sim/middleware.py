@@ -8,9 +8,12 @@ moto does so under the world's lock, so a request never sees the runtime half wa
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -131,6 +134,17 @@ def _invoke(app: WSGIApplication, environ: WSGIEnvironment) -> Reply:
     return Reply(captured["status"], captured["headers"], b"".join(chunks))
 
 
+def _sever(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """Drop the connection without an answer (a reset, as a network failure or a dead peer causes)."""
+    connection = environ.get("werkzeug.socket")
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.shutdown(socket.SHUT_RDWR)
+    start_response("500 ERROR", [("Content-Length", "0")])
+    return []
+
+
 def _respond(
     start_response: StartResponse, status: int, headers: Iterable[tuple[str, str]], body: bytes
 ) -> list[bytes]:
@@ -167,10 +181,17 @@ class WorldMiddleware:
             with self._lock:
                 reply = _invoke(self._app, environ)
             return _respond(start_response, reply.status, reply.headers, reply.body)
+        severed: FaultKind | None = None
         if not call.internal:
             for rule in self._faults.decide(call.service, call.operation):
                 if rule.kind is FaultKind.LATENCY:
                     time.sleep(rule.latency_seconds)
+                    continue
+                if rule.kind is FaultKind.RESET:
+                    self._record(call, 0, rule.kind.value)
+                    return _sever(environ, start_response)
+                if rule.kind.severs:
+                    severed = rule.kind
                     continue
                 error = error_reply(call.protocol, call.service, rule.kind)
                 self._record(call, error.status, rule.kind.value)
@@ -181,7 +202,11 @@ class WorldMiddleware:
 
         with self._lock:
             reply = self._hooks.before(call, invoke) or self._pass_on(call, environ, invoke)
-            self._record(call, reply.status, None)
+            self._record(call, reply.status, severed.value if severed else None)
+        if severed is FaultKind.HANG:
+            self._faults.hold()
+        if severed is not None:
+            return _sever(environ, start_response)
         return _respond(start_response, reply.status, reply.headers, reply.body)
 
     def _pass_on(self, call: ApiCall, environ: WSGIEnvironment, invoke: InvokeJson) -> Reply:

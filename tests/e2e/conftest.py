@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,6 +67,42 @@ class Run:
 def start_agent(world: World, mode: Mode = Mode.ENFORCE, **settings: Any) -> Run:
     metrics = Metrics(CollectorRegistry())
     return Run(world, agent_for(world, Settings(mode=mode, **settings), metrics=metrics))
+
+
+BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def policies_where(folder: Path, **edits: tuple[str, str]) -> Path:
+    """A copy of the bundled policies with `file stem -> (text, replacement)` edits, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in BUNDLED_POLICIES.glob("*.yaml"):
+        text = source.read_text()
+        if source.stem.replace("-", "_") in edits:
+            old, new = edits[source.stem.replace("-", "_")]
+            assert old in text, f"{old!r} not in {source.name}"
+            text = text.replace(old, new)
+        (folder / source.name).write_text(text)
+    return folder
+
+
+def carried_out(world: World, operation: str) -> int:
+    """Requests for `operation` the world carried out (whether or not their answer reached the client)."""
+    return sum(
+        1
+        for r in world.requests.all()
+        if r.operation == operation and 200 <= r.status < 300 and r.fault in (None, "lost_response", "hang")
+    )
+
+
+def agent_revisions(world: World, family: str) -> list[str]:
+    """ACTIVE revisions of `family` the agent registered (they carry its change tag)."""
+    ecs = world.client("ecs")
+    found = []
+    for arn in ecs.list_task_definitions(familyPrefix=family, status="ACTIVE")["taskDefinitionArns"]:
+        tags = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"]).get("tags") or []
+        if any(t["key"] == "ecs-medic:change" for t in tags):
+            found.append(arn.rsplit("/", 1)[-1])
+    return found
 
 
 def prepare(world: World, scenario: Scenario) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from agent.sim import World
 
@@ -102,3 +103,60 @@ def test_fingerprint_sees_iam_autoscaling_and_tags(world: World) -> None:
     world.client("autoscaling").update_auto_scaling_group(AutoScalingGroupName=capacity.asg_name, MaxSize=3)
     changed = before.diff(world.fingerprint())
     assert changed == ["autoScalingGroups.batch-asg.max", "iamRoles.api-execution.inline.ecr-pull"]
+
+
+def test_a_reset_drops_the_request_before_it_is_carried_out(web: World) -> None:
+    web.faults.add(operation="UpdateService", kind="reset", count=1)
+    ecs = web.client("ecs", config=ONE_ATTEMPT)
+    with pytest.raises(ConnectionClosedError):
+        ecs.update_service(cluster="prod", service="web", desiredCount=3)
+    assert web.service_state("prod", "web").desired == 2
+    assert (web.requests.all()[-1].status, web.requests.all()[-1].fault) == (0, "reset")
+    ecs.update_service(cluster="prod", service="web", desiredCount=3)  # count=1: the next one passes
+    assert web.service_state("prod", "web").desired == 3
+
+
+def test_a_lost_response_hides_a_change_that_happened(web: World) -> None:
+    web.faults.add(operation="UpdateService", kind="lost_response", count=1)
+    ecs = web.client("ecs", config=ONE_ATTEMPT)
+    with pytest.raises(ConnectionClosedError):
+        ecs.update_service(cluster="prod", service="web", desiredCount=3)
+    assert web.service_state("prod", "web").desired == 3, "carried out, though the client never heard"
+    assert (web.requests.all()[-1].status, web.requests.all()[-1].fault) == (200, "lost_response")
+
+
+def test_a_fault_at_the_nth_call(web: World) -> None:
+    web.faults.add(operation="UpdateService", kind="server_error", skip=2, count=1)
+    ecs = web.client("ecs", config=ONE_ATTEMPT)
+    ecs.update_service(cluster="prod", service="web", desiredCount=3)
+    ecs.update_service(cluster="prod", service="web", desiredCount=4)
+    with pytest.raises(ecs.exceptions.ServerException):
+        ecs.update_service(cluster="prod", service="web", desiredCount=5)
+    ecs.update_service(cluster="prod", service="web", desiredCount=6)
+    assert [r.fault for r in web.requests.all() if r.operation == "UpdateService"] == [
+        None,
+        None,
+        "server_error",
+        None,
+    ]
+
+
+def test_a_hang_holds_the_answer_of_a_request_carried_out_until_released(web: World) -> None:
+    web.faults.add(operation="UpdateService", kind="hang", count=1)
+    ecs = web.client("ecs", config=ONE_ATTEMPT)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            ecs.update_service(cluster="prod", service="web", desiredCount=3)
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            errors.append(error)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert web.faults.hanging.wait(10)
+    assert web.service_state("prod", "web").desired == 3  # carried out while the answer is held
+    assert caller.is_alive()
+    web.faults.release()
+    caller.join(10)
+    assert [type(e) for e in errors] == [ConnectionClosedError]

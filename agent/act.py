@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from agent.actions.base import ApiCall, Ref
-from agent.errors import AmbiguousWriteError, ChangeDeadlineError
+from agent.errors import AmbiguousWriteError, ChangeDeadlineError, LeaseLostError
 from agent.state import CHANGE_TAG, CallRecord
 
 if TYPE_CHECKING:
@@ -180,12 +180,15 @@ class Executor:
         start: int = 0,
         outputs: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        """Send `calls[start:]` in order; returns every output learnt. Raises `ChangeFailedError`."""
+        """Send `calls[start:]` in order; returns every output learnt. Raises `ChangeFailedError`, or
+        `LeaseLostError` when this replica may no longer write."""
         deadline = self.monotonic() + budget_seconds
         learnt = dict(outputs or {})
         for index in range(start, len(calls)):
             try:
                 learnt.update(self._one(calls[index], token=token, deadline=deadline, outputs=learnt))
+            except LeaseLostError:
+                raise  # not a failure of the change: whoever holds the lease now recovers it
             except Exception as error:
                 raise ChangeFailedError(f"{type(error).__name__}: {error}", done=index, outputs=learnt) from error
         return learnt

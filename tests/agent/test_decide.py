@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from agent.approvals import Approval
-from agent.decide import Outcome, applied, decide
+from agent.decide import Outcome, applied, decide, storm_clusters
 from agent.settings import Mode
 from agent.state import ActionRecord, Attempt, Change, Episode, ServiceState, Verification
 from tests.agent.fixtures import BUNDLED, NOW, assessment, at, limits, view
@@ -304,3 +304,19 @@ def test_dry_run_never_applies_anything():
     for decision in decide(services, BUNDLED, limits(mode=Mode.DRY_RUN), NOW):
         assert decision.proposal is None or decision.proposal.outcome is not Outcome.APPLY
         assert decision.change is None
+
+
+def test_services_that_could_not_be_read_count_as_failing_in_the_storm_guard():
+    failing = [assessment(elb_cycling(f"s{i}")) for i in range(2)]
+    healthy = [
+        assessment(view(service(name=f"ok{i}", deployments=[deployment(rollout_state="COMPLETED", reason="")])))
+        for i in range(2)
+    ]
+    # Without the two unread services: 2 of 4 failing, not a storm. With them: 4 of 6 may be.
+    assert storm_clusters([*failing, *healthy], limits()) == {}
+    assert storm_clusters([*failing, *healthy], limits(), {"prod": 2}) == {
+        "prod": "storm: 4 of 6 services failing at once (2 could not be read)"
+    }
+    assert storm_clusters([*failing, *healthy], limits(), {"prod": 4}) == {
+        "prod": "reads failed for 4 of 8 services: nothing is changed on half a picture"
+    }

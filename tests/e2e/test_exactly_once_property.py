@@ -30,17 +30,16 @@ class Kill:
     after: bool  # after the answer arrived (else: just before the request leaves)
 
 
-def _kill_at(gateway: Any, kill: Kill) -> None:  # noqa: ANN401 - the agent's gateway
+def _kill_at(gateway: Any, kill: Kill) -> None:
     seen = {"n": 0}
     event = f"{'after-call' if kill.after else 'before-send'}.*.{kill.operation}"
 
-    def die(**_: Any) -> None:  # noqa: ANN401 - botocore's hook signature
+    def die(**_: Any) -> None:
         seen["n"] += 1
         if seen["n"] == kill.nth:
             raise Killed
 
-    for api in ("ecs",):
-        gateway.client(api).meta.events.register(event, die)
+    gateway.client("ecs").meta.events.register(event, die)
 
 
 kills = st.none() | st.builds(Kill, st.sampled_from(WRITES), st.integers(1, 2), st.booleans())

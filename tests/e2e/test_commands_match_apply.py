@@ -20,6 +20,7 @@ from agent.sim.fingerprint import Fingerprint
 from tests.e2e.conftest import START, prepare, start_agent
 
 AWS = Path(sys.executable).parent / "aws"
+BASH = shutil.which("bash") or "/bin/bash"
 CASES = {
     "rollback_task_definition": "crash-loop",
     "raise_grace_period": "health-check-cycling",
@@ -41,7 +42,7 @@ def _run_commands(world: World, plan: Plan) -> None:
     script = "set -euo pipefail\n" + "\n".join(plan.commands) + "\n"
     environment = {**os.environ, **world.environment, "PATH": f"{AWS.parent}:{os.environ.get('PATH', '')}"}
     result = subprocess.run(
-        ["bash", "-c", script], env=environment, capture_output=True, text=True, timeout=120, check=False
+        [BASH, "-c", script], env=environment, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, f"{script}\n{result.stderr}"
 

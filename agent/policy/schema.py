@@ -12,6 +12,7 @@ spec:
   cooldown: 30m
   maxAttempts: 3
   priority: 0
+  notify: [sns, webhook]        # optional: where this policy's notifications go (default: every channel)
 ```
 """
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from agent.actions import REGISTRY
 from agent.model import Cause, Risk
+from agent.notify.events import POLICY_CHANNELS
 from agent.policy.duration import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -98,6 +100,19 @@ class Spec(_Strict):
     cooldown: Duration = Field(default=1800.0, ge=0)
     max_attempts: int = Field(default=3, ge=1, alias="maxAttempts")
     priority: int = Field(default=0, description="higher first, when several policies match one service")
+    notify: tuple[str, ...] = Field(
+        default=(), description="the channels for this policy's notifications; empty: every configured channel"
+    )
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object) -> object:
+        names = (value,) if isinstance(value, str) else value
+        if isinstance(names, list | tuple):
+            unknown = [name for name in names if name not in POLICY_CHANNELS]
+            if unknown:
+                raise ValueError(f"unknown channel {unknown[0]!r}; valid channels: {', '.join(POLICY_CHANNELS)}")
+        return names
 
 
 class Metadata(_Strict):

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from agent.notify.events import Change, Notification
 
 # Terminal escape sequences: CSI (colours, cursor moves), OSC (titles, hyperlinks), and the short ones.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+_ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _MENTION = re.compile(r"@(channel|here|all|everyone)\b", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
@@ -68,12 +68,22 @@ def _ascii(text: str) -> str:
 
 
 def show(value: object) -> str:
-    """A changed field's value: text as is, anything else as compact JSON."""
+    """A changed field's value: text as is, anything else as compact JSON (its strings cleaned)."""
     if value is None:
         return "(none)"
     if isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(_cleaned(value), sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def _cleaned(value: object) -> object:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(key): _cleaned(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cleaned(item) for item in value]
+    return value
 
 
 # --- what every rendering says ----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import structlog
 from structlog.testing import capture_logs
 
 from agent import logs
@@ -296,4 +295,3 @@ def test_notifier_with_no_channel_accepts_and_sends_nothing(metrics):
     hub = notifier([], metrics)
     hub.submit(note("p-1:applied"))
     assert hub.pending() == 0 and hub.close(1)
-    structlog.reset_defaults()

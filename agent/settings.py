@@ -137,4 +137,6 @@ def _arn_of(value: str | None, service: str, expected: str) -> str | None:
     parts = value.strip().split(":")
     if len(parts) < 6 or parts[0] != "arn" or parts[2] != service or not parts[5]:
         raise ValueError(f"must be {expected}, got {value!r}")
+    if service == "sns" and value.strip().endswith(".fifo"):
+        raise ValueError("must be a standard SNS topic: a FIFO topic needs a message group for every message")
     return value.strip()

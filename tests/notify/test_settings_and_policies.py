@@ -69,6 +69,9 @@ def test_empty_settings_mean_no_channel(monkeypatch):
             id="queue-arn",
         ),
         pytest.param(
+            {"notify_sns_topic_arn": TOPIC + ".fifo"}, "notify_sns_topic_arn", "standard SNS topic", id="fifo-topic"
+        ),
+        pytest.param(
             {"notify_webhook_secret_arn": TOPIC},
             "notify_webhook_secret_arn",
             "must be a Secrets Manager secret ARN",

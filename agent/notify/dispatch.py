@@ -152,7 +152,7 @@ class Notifier:
                 channel,
                 channel.name,
                 queue.Queue(queue_size + 1),
-                RateLimit(rate_per_minute, burst or rate_per_minute, clock),
+                RateLimit(rate_per_minute, max(1.0, burst or rate_per_minute), clock),
             )
             for channel in channels
         ]

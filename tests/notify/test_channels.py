@@ -4,6 +4,7 @@ through exactly one write."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 
@@ -13,6 +14,7 @@ from structlog.testing import capture_logs
 from agent import logs
 from agent.aws.gateway import DryRunViolationError
 from agent.notify import (
+    ConsoleChannel,
     Kind,
     Notification,
     Notifier,
@@ -228,3 +230,12 @@ def test_webhook_url_must_be_http():
         with pytest.raises(ValueError, match="webhook URL") as raised:
             StaticUrl(bad)
         assert bad not in str(raised.value)
+
+
+def test_console_channel_prints_the_subject_and_the_body(metrics):
+    out = io.StringIO()
+    hub = Notifier([ConsoleChannel(out)], metrics=metrics, log=logs.logger())
+    hub.submit(approval_needed())
+    assert hub.close(10)
+    assert out.getvalue() == f"Subject: {sns_subject(approval_needed())}\n\n{email_body(approval_needed())}\n"
+    assert sent(metrics, "console", "approval_needed", "sent") == 1

@@ -133,3 +133,22 @@ def test_readme_examples_are_the_renderers_output():
     readme = README.read_text(encoding="utf-8")
     assert readme_section() in readme, "run: python -m agent.notify.examples README.md"
     assert replace_section(readme) == readme
+
+
+def test_the_package_exports_each_name_from_its_module_and_the_policy_language_loads_no_http_client():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    import agent.notify  # noqa: PLC0415
+
+    assert sorted(agent.notify.__all__) == sorted(agent.notify._HOME_OF)
+    for name in agent.notify.__all__:
+        value = getattr(agent.notify, name)
+        assert name == "POLICY_CHANNELS" or value.__module__ == agent.notify._HOME_OF[name]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, agent.policy.schema; print('httpx' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"

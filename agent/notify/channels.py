@@ -205,7 +205,6 @@ class WebhookChannel:
         fmt: WebhookFormat = WebhookFormat.SLACK,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._url = url
         self.fmt = fmt
@@ -213,7 +212,6 @@ class WebhookChannel:
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             follow_redirects=False,
             headers={"User-Agent": "ecs-medic"},
-            transport=transport,
         )
 
     def send(self, notification: Notification) -> None:

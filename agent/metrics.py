@@ -80,3 +80,11 @@ class Metrics:
             registry=r,
         )
         self.is_leader = Gauge("ecs_medic_is_leader", "1 when this replica holds the lease and acts.", registry=r)
+        self.notifications = Counter(
+            "ecs_medic_notifications_total",
+            "Notifications by channel (sns, webhook), event (approval_needed, proposed, applied, verdict, paused, "
+            "resumed, fix_needed) and outcome: sent, retried (an attempt failed, another follows), failed (given "
+            "up), dropped (not attempted: full queue or shutdown).",
+            ["channel", "event", "outcome"],
+            registry=r,
+        )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -97,3 +97,59 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    # --- notifications (agent.notify) ----------------------------------------------------------------------
+    # Each channel is optional; none configured means nothing is sent. Dry-run sends notifications too:
+    # publishing to this one topic is the only write the gateway allows in dry-run.
+    notify_sns_topic_arn: str | None = Field(
+        default=None, description="SNS topic ARN for notifications (email, SMS, AWS Chatbot); unset = no SNS."
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None, description="Incoming-webhook URL (a credential: prefer notify_webhook_secret_arn)."
+    )
+    notify_webhook_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret holding the webhook URL (or JSON with a `url` key)."
+    )
+    notify_webhook_format: Literal["slack", "text"] = Field(
+        default="slack",
+        description='`slack`: Block Kit blocks and a text fallback (Slack, Mattermost); `text`: {"text"} only '
+        "(Google Chat and receivers that refuse unknown fields).",
+    )
+    notify_rate_per_minute: float = Field(
+        default=20.0, gt=0, description="Per channel: at most this many notifications a minute (bursts of as many)."
+    )
+
+    @field_validator("notify_sns_topic_arn", "notify_webhook_url", "notify_webhook_secret_arn", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("notify_sns_topic_arn")
+    @classmethod
+    def _sns_topic(cls, value: str | None) -> str | None:
+        return _arn_of(value, "sns", "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+
+    @field_validator("notify_webhook_secret_arn")
+    @classmethod
+    def _webhook_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("notify_webhook_url") is not None:
+            raise ValueError("set this or ECS_MEDIC_NOTIFY_WEBHOOK_URL, not both")
+        return _arn_of(value, "secretsmanager", "a Secrets Manager secret ARN (arn:aws:secretsmanager:...)")
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip().startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL")  # the value itself is a credential: never repeated
+        return value
+
+
+def _arn_of(value: str | None, service: str, expected: str) -> str | None:
+    if value is None:
+        return None
+    parts = value.strip().split(":")
+    if len(parts) < 6 or parts[0] != "arn" or parts[2] != service or not parts[5]:
+        raise ValueError(f"must be {expected}, got {value!r}")
+    if service == "sns" and value.strip().endswith(".fifo"):
+        raise ValueError("must be a standard SNS topic: a FIFO topic needs a message group for every message")
+    return value.strip()

@@ -12,6 +12,7 @@ spec:
   cooldown: 30m
   maxAttempts: 3
   priority: 0
+  notify: [sns, webhook]        # optional: where this policy's notifications go (default: every channel)
 ```
 """
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from agent.actions import REGISTRY
 from agent.model import Cause, Risk
+from agent.notify.events import POLICY_CHANNELS
 from agent.policy.duration import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -132,6 +134,19 @@ class Spec(_Strict):
         default=None, alias="revertOnFailure", description="undo a change judged not effective (default: the action's)"
     )
     escalation: tuple[EscalationStep, ...] = Field(default=(), max_length=10)
+    notify: tuple[str, ...] = Field(
+        default=(), description="the channels for this policy's notifications; empty: every configured channel"
+    )
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _channel_names(cls, value: object) -> object:
+        names = (value,) if isinstance(value, str) else value
+        if isinstance(names, list | tuple):
+            unknown = [name for name in names if name not in POLICY_CHANNELS]
+            if unknown:
+                raise ValueError(f"unknown channel {unknown[0]!r}; valid channels: {', '.join(POLICY_CHANNELS)}")
+        return names
 
 
 class Metadata(_Strict):

@@ -11,7 +11,13 @@ import pytest
 from tests.deploy.conftest import PERMISSIONS, run, tool
 
 # Pseudo parameters and attributes, to turn the template's policies into plain JSON.
-_REFS = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+_REFS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "123456789012",
+    "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
+    "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
+}
 _ATTRS = {
     "EventsQueue.Arn": "arn:aws:sqs:eu-west-1:123456789012:ecs-medic-events",
     "LeaseTable.Arn": "arn:aws:dynamodb:eu-west-1:123456789012:table/ecs-medic-leases",
@@ -58,7 +64,7 @@ def load_permissions() -> dict[str, Any]:
 
 def all_permissions(permissions: dict[str, Any]) -> set[str]:
     actions = set(permissions["reads"]) | set(permissions["state"])
-    actions |= set(permissions["events_queue"]) | set(permissions["lease_table"])
+    actions |= set(permissions["events_queue"]) | set(permissions["lease_table"]) | set(permissions["notifications"])
     for needed in permissions["actions"].values():
         actions |= set(needed)
     return actions

@@ -33,6 +33,8 @@ ALL_FEATURES = {
     "EnableRollbackTaskDefinition": "true",
     "EnableScaleCapacityProvider": "true",
     "EnableRaiseMemory": "true",
+    "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
+    "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
 }
 
 
@@ -116,7 +118,13 @@ def test_task_role_permissions_equal_permissions_json():
     """Statement ids name their purpose: Read*, State*, EventsQueue*, LeaseTable*, Action<Name>*."""
     permissions = load_permissions()
     camel = {name: "".join(word.title() for word in name.split("_")) for name in permissions["actions"]}
-    prefixes = {"Read": "reads", "State": "state", "EventsQueue": "events_queue", "LeaseTable": "lease_table"}
+    prefixes = {
+        "Read": "reads",
+        "State": "state",
+        "EventsQueue": "events_queue",
+        "LeaseTable": "lease_table",
+        "Notify": "notifications",
+    }
     granted: dict[str, set[str]] = {category: set() for category in prefixes.values()}
     granted_actions: dict[str, set[str]] = {name: set() for name in permissions["actions"]}
     for statement in _task_role_statements(load_cfn()):
@@ -154,6 +162,7 @@ def test_mutating_permissions_only_in_enforce_mode():
         *permissions["state"],
         *permissions["events_queue"],
         *permissions["lease_table"],
+        *permissions["notifications"],  # notifications are sent in dry-run too
     }
 
 
@@ -178,6 +187,9 @@ def test_container_follows_the_contract():
         "ECS_MEDIC_EVENTS_QUEUE_URL",
         "ECS_MEDIC_LEASE_TABLE",
         "ECS_MEDIC_LOG_FORMAT",
+        "ECS_MEDIC_NOTIFY_SNS_TOPIC_ARN",
+        "ECS_MEDIC_NOTIFY_WEBHOOK_SECRET_ARN",
+        "ECS_MEDIC_NOTIFY_WEBHOOK_FORMAT",
     }
     assert template["Parameters"]["Mode"]["Default"] == "dry-run"
 

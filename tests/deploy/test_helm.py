@@ -27,6 +27,8 @@ FULL = [
     "--set", "leaseTable=ecs-medic-leases",
     "--set", "replicaCount=2",
     "--set", f"image.digest=sha256:{'a' * 64}",
+    "--set", "notify.snsTopicArn=arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
+    "--set", "notify.webhookSecretArn=arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
 ]  # fmt: skip
 # checkov findings accepted on the rendered chart, with the reason.
 CHECKOV_ACCEPTED = {
@@ -245,3 +247,52 @@ def test_notes_render(helm, values, tmp_path):
     text = notes["data"]["notes"]
     assert "ecs-medic:managed=true" in text
     assert ("WARNING: serviceAccount.roleArn is empty" in text) == (not values)
+
+
+# --- notifications --------------------------------------------------------------------------------------------
+
+NOTIFY_TOPIC = "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications"
+NOTIFY_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf"
+
+
+def _env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_helm_values_reach_the_agent(helm):
+    env = _env(render(helm))
+    assert "ECS_MEDIC_NOTIFY_SNS_TOPIC_ARN" not in env and "ECS_MEDIC_NOTIFY_WEBHOOK_URL" not in env
+    assert env["ECS_MEDIC_NOTIFY_WEBHOOK_FORMAT"] == "slack"
+    env = _env(
+        render(
+            helm,
+            *("--set", f"notify.snsTopicArn={NOTIFY_TOPIC}", "--set", f"notify.webhookSecretArn={NOTIFY_SECRET}"),
+            *("--set", "notify.webhookFormat=text", "--set", "notify.ratePerMinute=6"),
+        )
+    )
+    assert env["ECS_MEDIC_NOTIFY_SNS_TOPIC_ARN"] == NOTIFY_TOPIC
+    assert env["ECS_MEDIC_NOTIFY_WEBHOOK_SECRET_ARN"] == NOTIFY_SECRET
+    assert env["ECS_MEDIC_NOTIFY_WEBHOOK_FORMAT"] == "text"
+    assert env["ECS_MEDIC_NOTIFY_RATE_PER_MINUTE"] == "6"
+    env = _env(render(helm, "--set", "notify.webhookUrlSecret.name=chat-webhook"))
+    assert env["ECS_MEDIC_NOTIFY_WEBHOOK_URL"] == {"secretKeyRef": {"name": "chat-webhook", "key": "url"}}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "notify.snsTopicArn=ecs-medic"], "snsTopicArn"),
+        (["--set", f"notify.webhookSecretArn={NOTIFY_TOPIC}"], "webhookSecretArn"),
+        (["--set", "notify.webhookFormat=teams"], "webhookFormat"),
+        (
+            ["--set", f"notify.webhookSecretArn={NOTIFY_SECRET}", "--set", "notify.webhookUrlSecret.name=chat"],
+            "not both",
+        ),
+    ],
+    ids=["topic-name-not-arn", "secret-arn-of-a-topic", "bad-format", "two-webhook-sources"],
+)
+def test_helm_refuses_bad_notify_values(helm, values, message):
+    result = helm("template", "ecs-medic", "{chart}", *values, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -26,7 +26,7 @@ DESIGN_ACTIONS = {
 
 def test_permissions_json_has_every_category_and_action():
     permissions = load_permissions()
-    assert set(permissions) == {"reads", "state", "actions", "events_queue", "lease_table"}
+    assert set(permissions) == {"reads", "state", "actions", "events_queue", "lease_table", "notifications"}
     assert set(permissions["actions"]) == DESIGN_ACTIONS
     assert permissions["actions"]["notify"] == []
     for name, needed in [(k, v) for k, v in permissions.items() if k != "actions"] + list(

@@ -72,4 +72,7 @@ then policies.files from the values, which add files or replace bundled ones of 
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaseTable) }}
 {{- fail "replicaCount > 1 needs leaseTable: without leader election every replica would act" }}
 {{- end }}
+{{- if and .Values.notify.webhookSecretArn .Values.notify.webhookUrlSecret.name }}
+{{- fail "notify: set webhookSecretArn or webhookUrlSecret.name, not both" }}
+{{- end }}
 {{- end }}

@@ -57,7 +57,9 @@ class Channel(Protocol):
 class AwsCaller(Protocol):
     """The one call the AWS channels need; `agent.aws.AwsGateway` is one."""
 
-    def call(self, api: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]: ...
+    def call(
+        self, api: str, operation: str, params: Mapping[str, Any], *, idempotent: bool = False
+    ) -> dict[str, Any]: ...
 
 
 def allows_publish(topic_arn: str | None) -> Callable[[str, str, Mapping[str, Any]], bool]:
@@ -108,7 +110,8 @@ class SnsChannel:
             "MessageAttributes": message.attributes,
         }
         try:
-            self._aws.call("sns", "Publish", params)
+            # A publish whose answer was lost may be sent again: a notification is delivered at least once.
+            self._aws.call("sns", "Publish", params, idempotent=True)
         except Exception as error:  # the gateway raises botocore's errors, which this layer does not import
             raise _aws_error(error, "sns:Publish") from error
 

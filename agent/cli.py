@@ -94,18 +94,36 @@ def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
         source.refresh()
     except PolicyLoadError as error:
         raise UsageError(f"policies refused:\n{error}") from None
+    from agent.notify import dry_run_allows  # noqa: PLC0415
+
     metrics = Metrics()
-    gateway = AwsGateway(dry_run=settings.mode is Mode.DRY_RUN, metrics=metrics, session=aws_session())
+    gateway = AwsGateway(
+        dry_run=settings.mode is Mode.DRY_RUN,
+        metrics=metrics,
+        session=aws_session(),
+        dry_run_allows=dry_run_allows(settings),
+    )
     if not gateway.region:
         raise UsageError("no AWS region: set AWS_REGION (or a profile with a region)")
     reconciler = Reconciler(
         aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=logs.logger()
     )
+
     try:
         reconciler.identity = str(gateway.call("sts", "GetCallerIdentity", {})["Arn"])
     except Exception as error:  # noqa: BLE001 - without it approvals are still checked by their signature
         logs.logger().warning("identity_unknown", error=f"{type(error).__name__}: {error}")
     return _Runtime(settings, reconciler, source, gateway, metrics, logs.logger())
+
+
+def _start_notifications(runtime: _Runtime) -> Any:  # noqa: ANN401 - agent.notify.Notifier
+    """The agent's own passes tell people (a read-only pass a person runs, for `proposals` or
+    `approve`, does not)."""
+    from agent.notify import notifier_from_settings  # noqa: PLC0415
+
+    notifier = notifier_from_settings(runtime.settings, runtime.gateway, runtime.metrics, runtime.log)
+    runtime.reconciler.notifier = notifier
+    return notifier
 
 
 def aws_session() -> Any:  # noqa: ANN401 - boto3 sessions are untyped
@@ -206,7 +224,9 @@ def _read_file(path: str) -> str:
 
 def _once(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
     runtime = _runtime(_settings(args))
+    notifier = _start_notifications(runtime)
     report = runtime.reconciler.run_pass(_now())
+    notifier.close(10)  # what the pass announced goes out before the command ends
     _print_pass(report, args.output, stdout)
     return EXIT_ACTION_FAILED if report.failed_actions else EXIT_OK
 
@@ -374,7 +394,9 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
         wake=wake,
         before_pass=lease.renew if lease else None,
     )
+    notifier = _start_notifications(runtime)
     loop.run(stop)
+    notifier.close(10)
     if lease is not None:
         lease.release()
     server.stop()

@@ -18,6 +18,7 @@ from agent import approvals, logs
 from agent.aws import AwsGateway
 from agent.decide import Outcome
 from agent.metrics import Metrics
+from agent.notify import Notification, Notifier
 from agent.policy.watch import PolicySource
 from agent.reconciler import PassReport, Reconciler
 from agent.settings import LogFormat, Mode, Settings
@@ -234,6 +235,9 @@ def _run_scenario(
         scenario.setup(world)
         manage(world, [scenario])
         reconciler = agent_for(world, settings, metrics=metrics)
+        sent = _NotificationLines()
+        notifier = Notifier([sent], metrics=metrics, log=logs.logger())
+        reconciler.notifier = notifier
         story = _Story(scenario.name, tuple((scenario.cluster, service) for service in scenario.services))
         elapsed = 0.0
         while elapsed < minutes * 60:
@@ -241,6 +245,8 @@ def _run_scenario(
             latest[:] = [p.to_dict() for p in report.proposals]
             health.pass_finished()
             _show_pass(report, elapsed, story, out)
+            notifier.flush(10)
+            sent.show(out)  # the notifications this pass sent, right under it
             if enforce:
                 _approve_waiting(world, report, out)
             for key in story.services:
@@ -253,7 +259,31 @@ def _run_scenario(
         for key in story.services:
             state = world.service_state(*key)
             story.final[key] = "steady" if state.steady else f"{state.running}/{state.desired} running"
+        notifier.close(10)
     return story
+
+
+class _NotificationLines:
+    """A notification channel for the demo: one line per notification, where the story is told.
+    (With ECS_MEDIC_NOTIFY_* set, `ecs-medic run` sends the same notifications to SNS or a webhook.)"""
+
+    name = "demo"
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def send(self, notification: Notification) -> None:
+        what = notification.kind.value + (f" {notification.verdict.value}" if notification.verdict else "")
+        self._lines.append(
+            f"  NOTIFY    {notification.subject}: {what}: {notification.summary or notification.reason}\n"
+        )
+
+    def show(self, out: TextIO) -> None:
+        lines, self._lines = self._lines, []
+        out.writelines(lines)
+
+    def close(self) -> None:
+        """The stream is the demo's."""
 
 
 def _summary(stories: Sequence[_Story], enforce: bool, out: TextIO) -> int:

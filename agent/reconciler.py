@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent import approvals
+from agent import announce, approvals
 from agent.act import ChangeFailedError, Executor, Progress, for_intent, record
 from agent.actions import REGISTRY
 from agent.arns import family_revision, region_of
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from agent.aws.gateway import AwsGateway
     from agent.metrics import Metrics
+    from agent.notify.events import Notification
     from agent.policy.loader import PolicySet
     from agent.state import Change
 
@@ -164,6 +165,8 @@ class Reconciler:
     journal: Journal = field(default_factory=Journal)
     latest: tuple[Proposal, ...] = ()
     latest_verdicts: tuple[VerdictReport, ...] = ()
+    notifier: Any = None  # agent.notify.Notifier: submit() never blocks and never raises
+    _paused_before: set[str] = field(default_factory=set)
     _counted_findings: set[tuple[str, str]] = field(default_factory=set)
     _counted_proposals: set[tuple[str, str]] = field(default_factory=set)
     _reported_problems: set[tuple[str, str]] = field(default_factory=set)
@@ -220,6 +223,8 @@ class Reconciler:
                 self._service_error(view, "decide", error, errors)
                 continue
             decision = self._act_unless_stopping(decision, stop, now, errors)
+            if not limits.standby:
+                decision = self._announce(decision, policies, now)
             saved = self._remember(decision.assessment.view, decision.state, limits)
             if saved:
                 state_errors.append((view.cluster, view.name, saved))
@@ -248,8 +253,27 @@ class Reconciler:
         )
         self.latest = report.proposals
         self.latest_verdicts = report.verdicts
+        if not limits.standby:
+            for notification in announce.of_clusters(report.paused_clusters, self._paused_before, now):
+                self._submit(notification)
+            self._paused_before = set(report.paused_clusters)
         self._report(report, decisions, assessments, now)
         return report
+
+    def _announce(self, decision: Decision, policies: PolicySet, now: datetime) -> Decision:
+        """Tell people about this service's changes of state, each once: the keys sent are remembered
+        with its state, so neither the next pass nor a restarted agent sends them again."""
+        state = decision.state
+        for notification in announce.of_decision(decision, policies, now):
+            if notification.key in state.notified:
+                continue
+            self._submit(notification)
+            state = state.with_notified(notification.key)
+        return replace(decision, state=state)
+
+    def _submit(self, notification: Notification) -> None:
+        if self.notifier is not None:
+            self.notifier.submit(notification)
 
     def _assess(self, snapshot: Snapshot, now: datetime, errors: list[ObserveError]) -> list[Assessment]:
         assessments = []

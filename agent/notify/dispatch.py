@@ -17,6 +17,7 @@ Every outcome is counted in `ecs_medic_notifications_total{channel,event,outcome
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -231,7 +232,8 @@ class Notifier:
             try:
                 settled = self._deliver(lane, notification)
             except Exception:  # noqa: BLE001 - a worker that died would silently stop its channel
-                self._log.exception("notification_worker_failed", channel=lane.name, key=notification.key)
+                with contextlib.suppress(Exception):  # not even a log that cannot be written may stop it
+                    self._log.exception("notification_worker_failed", channel=lane.name, key=notification.key)
             finally:
                 self._finish(notification.key, lane.name, settled=settled)
 

@@ -179,13 +179,18 @@ def path_to(
     return Path(subnet_id, service, reachable, how)
 
 
-def _fix(service: str, region: str, route: Route) -> str:
-    if service == INTERNET:
-        return "a NAT gateway route (public registries are only on the internet)"
-    if service == S3:
-        table = route.route_table or "its route table"
-        return f"a gateway endpoint com.amazonaws.{region}.s3 on {table}, or a NAT route"
-    return f"an interface endpoint com.amazonaws.{region}.{service} with private DNS, or a NAT route"
+def _fix(missing: Sequence[str], region: str, route: Route) -> str:
+    """What to add so that a subnet reaches `missing`: a NAT route, or the VPC endpoints."""
+    table = route.route_table or "its route table"
+    if INTERNET in missing:
+        return f"a NAT gateway route on {table} (a public registry is only on the internet)"
+    endpoints = [
+        f"com.amazonaws.{region}.s3 (gateway, on {table})"
+        if service == S3
+        else f"com.amazonaws.{region}.{service} (interface, private DNS)"
+        for service in missing
+    ]
+    return f"a NAT gateway route on {table}, or the VPC endpoints {', '.join(endpoints)}"
 
 
 def evaluate(
@@ -208,20 +213,27 @@ def evaluate(
         problems.append(f"security groups {names} allow no outbound HTTPS (443): nothing can be fetched")
     task_group_ids = {text(g.get("GroupId")) for g in task_groups}
     cidrs = [text(s.get("CidrBlock")) for s in subnets]
+    blocked: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}  # (table, why, services) -> subnets
+    routes: dict[str, Route] = {}
     for subnet in subnets:
         route = default_route(subnet, route_tables)
+        routes[route.route_table] = route
         missing: list[str] = []
+        reason = ""
         for destination in destinations:
             path = path_to(destination.service, subnet, route, endpoints, region=region, public_ip=public_ip)
             paths.append(path)
             if path.reachable is False:
                 missing.append(destination.service)
+                reason = reason or path.how
             elif path.reachable is None:
                 notes.append(f"{path.subnet} reaches {path.service} {path.how}")
         if missing:
-            fixes = "; ".join(f"{service}: {_fix(service, region, route)}" for service in missing)
-            reason = next(p.how for p in paths if p.subnet == route.subnet and p.reachable is False)
-            problems.append(f"subnet {route.subnet} cannot reach {', '.join(missing)}: {reason}. Add {fixes}")
+            blocked.setdefault((route.route_table, reason, tuple(missing)), []).append(route.subnet)
+    for (table, reason, missing_services), subnet_ids in blocked.items():
+        which = f"subnet {subnet_ids[0]}" if len(subnet_ids) == 1 else f"subnets {', '.join(subnet_ids)}"
+        fix = _fix(missing_services, region, routes[table])
+        problems.append(f"{which} cannot reach {', '.join(missing_services)}: {reason}. Add {fix}")
     wanted = {d.service for d in destinations}
     for endpoint in endpoints:
         name = text(endpoint.get("ServiceName")).removeprefix(f"com.amazonaws.{region}.")

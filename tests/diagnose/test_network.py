@@ -69,8 +69,11 @@ def test_no_default_route_names_the_subnet_the_table_and_the_missing_endpoints()
     assert not verdict.ok
     [problem] = verdict.problems
     assert problem.startswith("subnet subnet-a cannot reach ecr.api, ecr.dkr, s3: rtb-private has no default route")
-    assert "com.amazonaws.us-east-1.ecr.dkr with private DNS" in problem
-    assert "gateway endpoint com.amazonaws.us-east-1.s3 on rtb-private" in problem
+    assert problem.endswith(
+        "Add a NAT gateway route on rtb-private, or the VPC endpoints com.amazonaws.us-east-1.ecr.api (interface, "
+        "private DNS), com.amazonaws.us-east-1.ecr.dkr (interface, private DNS), com.amazonaws.us-east-1.s3 "
+        "(gateway, on rtb-private)"
+    )
 
 
 def test_an_internet_gateway_is_a_path_only_with_a_public_ip():
@@ -114,6 +117,24 @@ def test_closed_egress_blocks_everything():
     assert verdict.problems == ("security groups sg-task allow no outbound HTTPS (443): nothing can be fetched",)
 
 
+def test_subnets_that_share_a_route_table_are_named_together():
+    other = {**SUBNET, "SubnetId": "subnet-b"}
+    shared = table("rtb-private")
+    shared["Associations"].append({"Main": False, "SubnetId": "subnet-b"})
+    verdict = evaluate(
+        region=REGION,
+        subnets=[SUBNET, other],
+        route_tables=[shared],
+        endpoints=[],
+        task_groups=[OPEN],
+        endpoint_groups={},
+        destinations=ECR,
+        public_ip=False,
+    )
+    [problem] = verdict.problems
+    assert problem.startswith("subnets subnet-a, subnet-b cannot reach ecr.api, ecr.dkr, s3: rtb-private has no")
+
+
 def test_a_subnet_without_its_own_table_uses_the_main_one():
     main = table("rtb-main", NAT, subnet=None, main=True)
     assert default_route(SUBNET, [main]).kind == "nat"
@@ -129,4 +150,6 @@ def test_a_transit_gateway_route_is_reported_not_failed():
 def test_public_registries_need_the_internet_even_with_endpoints():
     endpoints = [endpoint("ecr.api"), endpoint("ecr.dkr"), endpoint("s3")]
     verdict = judge([table("rtb-private")], endpoints, destinations=[Destination("internet", "pull nginx")])
-    assert "a NAT gateway route (public registries are only on the internet)" in verdict.problems[0]
+    assert verdict.problems[0].endswith(
+        "Add a NAT gateway route on rtb-private (a public registry is only on the internet)"
+    )

@@ -22,12 +22,13 @@ def test_without_the_nat_route_the_missing_piece_is_named(account, tmp_path):
     code, report = run_preflight(tmp_path, next_revision(account), *SERVICE)
     assert code == 1
     problems = checks(report)["network path"]["lines"][1:]
-    subnet, table = account.network.subnets[0][0], account.net.egress.private_route_table
-    assert problems[0].startswith(f"subnet {subnet} cannot reach ecr.api, ecr.dkr, s3, logs: {table} has no default")
-    assert (
-        "Add ecr.api: an interface endpoint com.amazonaws.us-east-1.ecr.api with private DNS, or a NAT route"
-        in (problems[0])
+    subnets = ", ".join(subnet for subnet, _ in account.network.subnets)
+    table = account.net.egress.private_route_table
+    assert problems[0].startswith(f"subnets {subnets} cannot reach ecr.api, ecr.dkr, s3, logs: {table} has no default")
+    expected_fix = (
+        f"Add a NAT gateway route on {table}, or the VPC endpoints com.amazonaws.us-east-1.ecr.api (interface"
     )
+    assert expected_fix in problems[0]
 
 
 def test_vpc_endpoints_are_a_way_without_a_nat(account, tmp_path):

@@ -182,13 +182,14 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
 def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:
     from agent.inspect import inspect_service, render_inspection  # noqa: PLC0415
     from agent.observe import Observer  # noqa: PLC0415
+    from agent.preflight import read_only_gateway  # noqa: PLC0415
     from agent.settings import Mode  # noqa: PLC0415
 
     if not (args.cluster and args.service):
         raise UsageError("diagnose needs --input FILE, or --cluster C and --service S for a live diagnosis")
     runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
     inspection = inspect_service(
-        runtime.gateway,
+        read_only_gateway(runtime.gateway.session),  # the checks also ask IAM's policy simulator
         Observer(runtime.gateway),
         args.cluster,
         args.service,
@@ -207,6 +208,51 @@ def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:
     else:
         stdout.write(render_inspection(inspection) + "\n" + render_text(inspection.findings))
     return EXIT_OK
+
+
+# --- preflight: the checks before a deploy (all logic in agent/preflight.py) -------------------------------
+
+EXIT_PREFLIGHT_PROBLEM = 1
+
+
+def _preflight(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    from agent.preflight import PreflightInputError, load_task_definition, preflight, read_only_gateway  # noqa: PLC0415
+
+    if bool(args.cluster) != bool(args.service):
+        raise UsageError("preflight takes --cluster and --service together, or neither")
+    source = "<stdin>" if args.task_definition == "-" else args.task_definition
+    document = stdin.read() if args.task_definition == "-" else _read_file(args.task_definition)
+    gateway = read_only_gateway(aws_session())
+    if not gateway.region:
+        raise UsageError("no AWS region: set AWS_REGION (or a profile with a region)")
+    try:
+        definition = load_task_definition(document, source)
+        report = preflight(gateway, definition, region=gateway.region, cluster=args.cluster, service=args.service)
+    except PreflightInputError as error:
+        raise UsageError(str(error)) from None
+    if args.output == "json":
+        json.dump(report.to_dict(strict=args.strict), stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.write(report.render(strict=args.strict))
+    return EXIT_OK if report.passed(strict=args.strict) else EXIT_PREFLIGHT_PROBLEM
+
+
+def _add_preflight(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action is untyped
+    preflight = commands.add_parser(
+        "preflight",
+        help="before a deploy: check a task definition (and its service) for what would stop its tasks",
+        description="Read-only checks of a task definition about to be registered: images, the execution role's "
+        "rights (IAM's policy simulator), secrets, log groups, the Fargate size; with --cluster and --service, "
+        "also the subnets' network path, the load balancer's container and port, and the prevention settings. "
+        "Exit 0: no problem; 1: a problem (or, with --strict, a warning); 2: bad input.",
+    )
+    preflight.add_argument("--task-definition", required=True, metavar="FILE", help="task definition JSON, - for stdin")
+    preflight.add_argument("--cluster", help="the cluster of the service it will run in")
+    preflight.add_argument("--service", help="the service it will run in")
+    preflight.add_argument("--strict", action="store_true", help="warnings and unchecked items fail too")
+    preflight.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    preflight.set_defaults(handler=_preflight)
 
 
 def _read_file(path: str) -> str:
@@ -453,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--log-format", dest="log_format", choices=("json", "console"))
     diagnose.add_argument("--output", choices=("text", "json"), default="text", help="report format")
     diagnose.set_defaults(handler=_diagnose)
+
+    _add_preflight(commands)
 
     policies = commands.add_parser("policies", help="work with policy files")
     policy_commands = policies.add_subparsers(dest="policies_command", required=True, metavar="COMMAND")

@@ -2,9 +2,12 @@
 
 What an operator does by hand at 3 a.m., in order: describe the service and its deployments, read the
 stopped tasks' stop codes, reasons and exit codes, then follow the cause: does the image tag exist in
-ECR, what did the crashed container log last, what command does the container run, what memory does
-it have, what do the load balancer's health checks allow and say, is there CPU and memory left on the
-container instances, and what in the configuration will make the next failure worse. Read-only.
+ECR, may the execution role pull it and read the task's secrets and logs (IAM's policy simulator), can
+the task's subnets reach ECR, S3, CloudWatch Logs and Secrets Manager (routes, NAT and internet
+gateways, VPC endpoints, security groups), do the secrets and log groups exist, what did the crashed
+container log last, what command does the container run, what memory does it have, what do the load
+balancer's health checks allow and say, is there CPU and memory left on the container instances, and
+what in the configuration will make the next failure worse. Read-only.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.arns import parse_image, task_id
 from agent.model import Cause, Finding, ServiceView
+from agent.preflight import Check, access_checks, render_checks
 from agent.reconciler import assess
 from agent.state import ServiceState
 
@@ -27,16 +31,7 @@ _PULL = {Cause.IMAGE_NOT_FOUND, Cause.IMAGE_PULL_AUTH, Cause.IMAGE_PULL_NETWORK}
 _EXITED = {Cause.APP_CRASH, Cause.ENTRYPOINT_ERROR, Cause.OOM, Cause.UNKNOWN}
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One step of the workflow: what was looked at, and what it showed."""
-
-    name: str
-    verdict: str  # ok | problem | info | not checked
-    lines: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "verdict": self.verdict, "lines": list(self.lines)}
+__all__ = ["Check", "Inspection", "inspect_service", "render_inspection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +247,9 @@ def inspect_service(
     checks: list[Check] = [_service_check(view), _tasks_check(view, findings)]
     if causes & _PULL or not view.steady:
         checks += list(_image_check(aws, view))
+    definition = view.task_definitions.get(view.task_definition)
+    if definition is not None and region:
+        checks += access_checks(aws, definition, region=region, service=view.description)
     checks += [c for c in (_logs_check(aws, view, findings), _container_check(view, findings)) if c is not None]
     checks += list(_load_balancer_check(aws, view, findings))
     if causes & {Cause.PLACEMENT_CPU, Cause.PLACEMENT_MEMORY, Cause.PLACEMENT_PORTS, Cause.CAPACITY_QUOTA}:
@@ -265,9 +263,5 @@ def inspect_service(
 
 def render_inspection(inspection: Inspection) -> str:
     view = inspection.view
-    lines = [f"{view.cluster} / {view.name}: {len(inspection.checks)} checks"]
-    marks = {"ok": "ok  ", "problem": "FAIL", "info": "info", "not checked": "----"}
-    for check in inspection.checks:
-        lines.append(f"  {marks.get(check.verdict, check.verdict)} {check.name}")
-        lines += [f"         {line}" for line in check.lines]
+    lines = [f"{view.cluster} / {view.name}: {len(inspection.checks)} checks", *render_checks(inspection.checks)]
     return "\n".join(lines) + "\n"

@@ -118,6 +118,8 @@ class Finding:
     evidence: tuple[str, ...]
     summary: str
     occurred_at: datetime | None = None
+    # For `unknown`: the causes it was nearest to, each with the wording that would prove it.
+    nearest: tuple[tuple[Cause, str], ...] = ()
 
     def __post_init__(self) -> None:
         # A summary is one line whatever names and messages went into it.

@@ -49,6 +49,12 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         "evidence": list(finding.evidence),
         "summary": finding.summary,
         "advice": advice_for(finding).to_dict(),
+        # `unknown` findings say which causes they were nearest to, and what wording would prove each.
+        **(
+            {"nearestCauses": [{"cause": cause.value, "tellApart": sign} for cause, sign in finding.nearest]}
+            if finding.nearest
+            else {}
+        ),
     }
 
 

@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING
 
 from agent.arns import parse_image
 from agent.awscli import command, quote
+from agent.diagnose.messages import read_message
 from agent.model import Advice, Cause, Finding, Subject
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from agent.diagnose.messages import Nearest
 
 
 class _Cli:
@@ -69,7 +72,33 @@ def _revisions_command(cli: _Cli) -> str:
     return cli("ecs list-task-definitions", f"--family-prefix {quote(family)}", "--sort DESC", "--max-items 5")
 
 
+def _template(subject: Subject) -> str:
+    """Which stable wording decided the subject's message (empty when none did)."""
+    reading = read_message(subject.message) if subject.message else None
+    return reading.template if reading is not None else ""
+
+
+def _no_platform_variant(cli: _Cli) -> Advice:
+    image = cli.subject.image
+    what = f"`{image}`" if image else "The image"
+    return Advice(
+        fix=f"{what} exists, but not for the task's platform: its manifest list has no linux/amd64 (or arm64) "
+        "variant. Build and push it for the task's CPU architecture (docker buildx build --platform ...), or set "
+        "the task definition's runtimePlatform to the architecture the image has; meanwhile roll back.",
+        commands=(
+            cli(
+                "ecs describe-task-definition",
+                f"--task-definition {cli.task_definition}",
+                "--query taskDefinition.runtimePlatform",
+            ),
+            _rollback_command(cli),
+        ),
+    )
+
+
 def _image_not_found(cli: _Cli) -> Advice:
+    if _template(cli.subject) == "pull/no-platform-variant":
+        return _no_platform_variant(cli)
     image = cli.subject.image
     commands: list[str] = []
     ref = parse_image(image) if image else None
@@ -332,7 +361,24 @@ def _placement_attributes(cli: _Cli) -> Advice:
     )
 
 
+def _pull_rate_limit(cli: _Cli) -> Advice:
+    return Advice(
+        fix="The registry refused more pulls (Docker Hub's limit for anonymous pulls, or ECR's request rate). "
+        "Authenticate the pulls (repositoryCredentials with a Docker Hub account), or mirror the image into ECR "
+        "with a pull-through cache rule and pull it from there; spread large deployments over time.",
+        commands=(
+            cli(
+                "ecr create-pull-through-cache-rule --ecr-repository-prefix docker-hub",
+                "--upstream-registry-url registry-1.docker.io --credential-arn <secret-arn>",
+            ),
+            _container_query(cli, "{image: image, repositoryCredentials: repositoryCredentials}"),
+        ),
+    )
+
+
 def _capacity(cli: _Cli) -> Advice:
+    if _template(cli.subject) == "pull/rate-limit":
+        return _pull_rate_limit(cli)
     return Advice(
         fix="Capacity or an account quota ran out (Fargate capacity in the AZ, the vCPU quota, the task "
         "count, or API rate limits). Retry in other AZs or with FARGATE_SPOT as well, request a quota "
@@ -349,7 +395,26 @@ def _capacity(cli: _Cli) -> Advice:
     )
 
 
+def _target_group_gone(cli: _Cli) -> Advice:
+    return Advice(
+        fix="The target group (or the target) the service registers its tasks in no longer exists: it was deleted "
+        "outside ECS. A service's load balancer cannot be repointed to a deleted group: recreate the target group "
+        "and the service (or update the service's loadBalancers), and delete target groups only after their service.",
+        commands=(
+            cli(
+                "ecs describe-services",
+                cli.ecs,
+                f"--services {cli.service}",
+                '--query "services[0].loadBalancers"',
+            ),
+            cli("elbv2 describe-target-groups --target-group-arns <target-group-arn>"),
+        ),
+    )
+
+
 def _health_check_elb(cli: _Cli) -> Advice:
+    if "is not found" in cli.subject.message.lower():
+        return _target_group_gone(cli)
     lived = cli.subject.run_seconds
     grace = max(60, int(2 * lived)) if lived else 180
     target_group = cli.subject.target_group or "<target-group-arn>"
@@ -461,16 +526,22 @@ def _iam(cli: _Cli) -> Advice:
     )
 
 
-def _unknown(cli: _Cli) -> Advice:
+def _unknown(cli: _Cli, candidates: Nearest = ()) -> Advice:
     commands = [command for command in (_describe_task(cli),) if command]
     commands.append(
         cli("ecs describe-services", cli.ecs, f"--services {cli.service}", '--query "services[0].events[:10]"')
     )
-    return Advice(
-        fix="This failure is not in the catalogue: read the raw message in the evidence, and the task's "
-        "and service's full description.",
-        commands=tuple(commands),
+    fix = (
+        "This failure is not in the catalogue: read the raw message in the evidence, and the task's "
+        "and service's full description."
     )
+    if candidates:
+        considered = "; ".join(f"{cause.value} if it says {sign}" for cause, sign in candidates)
+        fix = (
+            "The message does not name a cause ecs-medic knows. It is nearest to: "
+            f"{considered}. Read the full message and the task's containers for that wording."
+        )
+    return Advice(fix=fix, commands=tuple(commands))
 
 
 def _benign(_: _Cli) -> Advice:
@@ -512,4 +583,6 @@ def advise(cause: Cause, subject: Subject) -> Advice:
 
 
 def advice_for(finding: Finding) -> Advice:
+    if finding.cause is Cause.UNKNOWN and finding.nearest:
+        return _unknown(_Cli(finding.subject), finding.nearest)
     return advise(finding.cause, finding.subject)

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from agent.arns import as_datetime
 from agent.diagnose.fields import text
-from agent.diagnose.messages import Reading, normalize, read_message
+from agent.diagnose.messages import (
+    TASK_START_CAUSES,
+    Reading,
+    guess,
+    nearest,
+    nearest_evidence,
+    normalize,
+    read_message,
+)
 from agent.model import Cause, Finding, SourceKind, Subject
 
 if TYPE_CHECKING:
@@ -44,8 +52,8 @@ _INFORMATIONAL = re.compile(
     )
 )
 _PROBLEM_WORDS = re.compile(
-    r"unable|failed|failure|error|unhealthy|insufficient|denied|not authorized|throttl|invalid|cannot|can't"
-    r"|could not|rolling back|exceeded|limit|quota"
+    r"unable|failed|failure|error|unhealthy|not healthy|insufficient|denied|not authorized|throttl|invalid|cannot"
+    r"|can't|could not|rolling back|exceeded|limit|quota|timed out|not found|misconfigured|no longer"
 )
 _EMBEDDED_REASON = re.compile(r"\breason:\s+(?P<reason>.+)$|\(error (?P<error>.+)\)\.?$", re.IGNORECASE)
 _CIRCUIT_BREAKER = re.compile(r"deployment failed|rolling back to|circuit breaker|rolled back")
@@ -70,15 +78,27 @@ def _read_event(text: str, task_cause: Cause | None) -> Reading | None:
         return Reading(Cause.DEPLOYMENT_CIRCUIT_BREAKER, "the deployment failed and was stopped or rolled back")
     if _UNABLE_TO_START.search(t):
         if task_cause is not None:
-            return Reading(task_cause, "ECS is backing off task launches; the stopped tasks show why")
-        return Reading(Cause.UNKNOWN, "ECS is backing off task launches because tasks keep failing to start")
+            because = "ECS is backing off task launches; the stopped tasks show why"
+            return Reading(task_cause, because, "unable-to-start")
+        return Reading(
+            Cause.UNKNOWN,
+            "ECS is backing off task launches because tasks keep failing to start; their stop reasons say why",
+            "unable-to-start",
+            nearest((*TASK_START_CAUSES, Cause.APP_CRASH, Cause.HEALTH_CHECK_ELB)),
+        )
     embedded = _EMBEDDED_REASON.search(text)
     if embedded:
-        inner = read_message(embedded.group("reason") or embedded.group("error") or "")
+        reason = embedded.group("reason") or embedded.group("error") or ""
+        inner = read_message(reason)
         if inner is not None and inner.cause.is_failure:
             return inner
         if not _NO_INSTANCE_MET.search(t):
-            return Reading(Cause.UNKNOWN, "the scheduler could not launch a task, for a reason not in the catalogue")
+            return Reading(
+                Cause.UNKNOWN,
+                "the scheduler could not launch a task, for a reason not in the catalogue",
+                "unable-to-place",
+                guess(reason),
+            )
     if _PLACEMENT.search(t):
         closest = _CLOSEST_MATCH.search(t)
         inner = read_message(closest.group(0)) if closest else None
@@ -89,7 +109,7 @@ def _read_event(text: str, task_cause: Cause | None) -> Reading | None:
     if reading is not None and reading.cause.is_failure:
         return reading
     if _PROBLEM_WORDS.search(t):
-        return Reading(Cause.UNKNOWN, "the scheduler reports a problem that is not in the catalogue")
+        return Reading(Cause.UNKNOWN, "the scheduler reports a problem that is not in the catalogue", nearest=guess(t))
     return None
 
 
@@ -128,7 +148,8 @@ def diagnose_event(event: Mapping[str, Any], service: Subject, *, task_cause: Ca
         source=event_id or f"event:{zlib.crc32(message.encode()):08x}",
         source_kind=SourceKind.SERVICE_EVENT,
         subject=service._replace(target_group=target_group.group(0) if target_group else None, message=body),
-        evidence=(f"event {message!r}",),
+        evidence=(f"event {message!r}", *nearest_evidence(reading.nearest)),
         summary=f"{service.service}: {reading.because}",
         occurred_at=as_datetime(event.get("createdAt")),
+        nearest=reading.nearest,
     )

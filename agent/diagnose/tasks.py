@@ -24,7 +24,16 @@ from agent.arns import (
     task_id,
 )
 from agent.diagnose.fields import integer, text
-from agent.diagnose.messages import Reading, exit_code_in, read_message
+from agent.diagnose.messages import (
+    TASK_START_CAUSES,
+    Nearest,
+    Reading,
+    exit_code_in,
+    guess,
+    nearest,
+    nearest_evidence,
+    read_message,
+)
 from agent.model import Cause, Finding, SourceKind, Subject
 
 if TYPE_CHECKING:
@@ -38,11 +47,24 @@ _CANNOT_EXECUTE = frozenset({126, 127, 255})
 _ESSENTIAL_EXITED = re.compile(r"essential container in task exited", re.IGNORECASE)
 _PULL_CAUSES = frozenset({Cause.IMAGE_NOT_FOUND, Cause.IMAGE_PULL_AUTH, Cause.IMAGE_PULL_NETWORK})
 _SIGNAL_NAMES = {134: "SIGABRT", 137: "SIGKILL", 139: "SIGSEGV", 143: "SIGTERM"}
+# How telling a container is, most first: its reason names a failure; it exited on its own; its reason
+# only blames another container (a dependency); it was killed by a signal; it exited cleanly; nothing.
+_NAMES_FAILURE, _EXITED, _SECONDARY, _KILLED, _CLEAN, _NOTHING = range(6)
 _LIKELY_SIDECAR = re.compile(
     r"datadog|envoy|x-?ray|otel|opentelemetry|log[-_]?router|firelens|fluent|cloudwatch[-_]?agent|cwagent"
     r"|appmesh|istio|newrelic|splunk|sumo|filebeat|telemetry|sidecar|metrics[-_]?agent",
     re.IGNORECASE,
 )
+
+
+def _names_failure(reading: Reading | None) -> bool:
+    """The reading names a failure cause (an `unknown` reading names none: it only says there was one)."""
+    return reading is not None and reading.cause.is_failure and reading.cause is not Cause.UNKNOWN
+
+
+def _secondary(reading: Reading | None) -> bool:
+    """The reading only blames another container of the task (a dependency that failed)."""
+    return reading is not None and reading.template.startswith("dependency/")
 
 
 def is_stopped(task: Mapping[str, Any]) -> bool:
@@ -59,7 +81,7 @@ class _ContainerSignal(NamedTuple):  # a tuple: built for every container of eve
     reason: str
     reading: Reading | None
     image: str | None
-    rank: int  # 0 = names a failure, 1 = exited on its own, 2 = killed by a signal, 3 = clean, 4 = nothing
+    rank: int  # _NAMES_FAILURE (most telling) .. _NOTHING (least)
     demoted: bool  # a sidecar: its signal yields to any essential container's
     line: str  # the evidence line
 
@@ -86,16 +108,16 @@ def _signal(container: Mapping[str, Any], index: int, essential: Mapping[str, bo
     reason = text(container.get("reason"))
     exit_code = integer(container.get("exitCode"))
     reading = read_message(reason) if reason else None
-    if reading is not None and reading.cause.is_failure:
-        rank = 0
+    if _names_failure(reading) and not _secondary(reading):
+        rank = _NAMES_FAILURE
     elif exit_code is None:
-        rank = 4
+        rank = _SECONDARY if _names_failure(reading) else _NOTHING
     elif exit_code == 0:
-        rank = 3
+        rank = _CLEAN
     elif exit_code in _KILLED_BY_SIGNAL:
-        rank = 2
+        rank = _KILLED
     else:
-        rank = 1
+        rank = _EXITED
     known = essential.get(name) if essential else None
     demoted = (known is False) or (known is None and bool(_LIKELY_SIDECAR.search(name)))
     return _ContainerSignal(
@@ -116,6 +138,24 @@ class _Verdict:
     because: str
     decided_by: str  # the one evidence line that decided it
     container: _ContainerSignal | None = None
+    nearest: Nearest = ()  # for UNKNOWN: the causes it could be, with what would prove each
+
+
+_SIGKILL_WITHOUT_EVIDENCE = nearest(
+    (
+        Cause.OOM,
+        Cause.HEALTH_CHECK_CONTAINER,
+        Cause.HEALTH_CHECK_ELB,
+        Cause.USER_STOP,
+        Cause.SCALE_IN_OR_DEPLOY,
+    )
+)
+# What a task that gives no recognised signal could have stopped for, by its stop code.
+_BY_STOP_CODE_NEAREST = {
+    "TaskFailedToStart": TASK_START_CAUSES,
+    "EssentialContainerExited": (Cause.APP_CRASH, Cause.OOM, Cause.ENTRYPOINT_ERROR),
+    "ServiceSchedulerInitiated": (Cause.HEALTH_CHECK_ELB, Cause.HEALTH_CHECK_CONTAINER, Cause.SCALE_IN_OR_DEPLOY),
+}
 
 
 def _from_exit_code(signal: _ContainerSignal, stop_requested: bool) -> _Verdict | None:
@@ -138,6 +178,7 @@ def _from_exit_code(signal: _ContainerSignal, stop_requested: bool) -> _Verdict 
             f"{signal.label} was killed by SIGKILL (exit 137) with no OOM evidence and no stop request",
             line,
             signal,
+            _SIGKILL_WITHOUT_EVIDENCE,
         )
     if code == 0:
         return _Verdict(Cause.APP_CRASH, f"{signal.label} ended its process (exit 0)", line, signal)
@@ -165,54 +206,69 @@ def _by_stop_code(stop_code: str, stopped_reason: str, reason_line: str) -> _Ver
     return None
 
 
+def _from_reading(signal: _ContainerSignal) -> _Verdict | None:
+    reading = signal.reading
+    if reading is None or not _names_failure(reading):
+        return None
+    return _Verdict(reading.cause, f"container {signal.name}: {reading.because}", signal.line, signal)
+
+
 def _decide(stop_code: str, stopped_reason: str, reason_line: str, signals: Sequence[_ContainerSignal]) -> _Verdict:
     by_stop_code = _by_stop_code(stop_code, stopped_reason, reason_line)
     if by_stop_code is not None:
         return by_stop_code
-    best = signals[0] if len(signals) == 1 else min(signals, key=lambda s: s.sort_key, default=None)
+    ordered = signals if len(signals) < 2 else sorted(signals, key=lambda s: s.sort_key)
+    best = ordered[0] if ordered else None
     reason_reading = read_message(stopped_reason) if stopped_reason else None
-    if reason_reading is not None:
+    if reason_reading is not None and reason_reading.cause is not Cause.UNKNOWN:
         # A container's own failure beats a generic scheduler reason only when the reason is benign
         # and the container names a real failure (an OOM kill during a deploy is still an OOM kill).
-        if not reason_reading.cause.is_failure and best is not None and best.rank == 0 and best.reading:
-            return _Verdict(best.reading.cause, f"container {best.name}: {best.reading.because}", best.line, best)
+        if not reason_reading.cause.is_failure and best is not None and best.rank == _NAMES_FAILURE:
+            verdict = _from_reading(best)
+            if verdict is not None:
+                return verdict
         return _Verdict(
             reason_reading.cause,
             reason_reading.because,
             reason_line,
-            best if best is not None and best.rank <= 1 else None,
+            best if best is not None and best.rank <= _EXITED else None,
         )
 
+    # The stop reason names no cause (or only says the task failed): the containers decide.
     stop_requested = stop_code == "ServiceSchedulerInitiated"
-    for signal in signals if len(signals) < 2 else sorted(signals, key=lambda s: s.sort_key):
-        if signal.reading is not None and signal.rank == 0:
-            return _Verdict(
-                signal.reading.cause,
-                f"container {signal.name}: {signal.reading.because}",
-                signal.line,
-                signal,
-            )
-        verdict = _from_exit_code(signal, stop_requested)
+    for signal in ordered:
+        verdict = _from_reading(signal) or _from_exit_code(signal, stop_requested)
         if verdict is not None:
             return verdict
 
     code_in_reason = exit_code_in(stopped_reason)
     if code_in_reason is not None and all(s.exit_code is None for s in signals):
         # Some tools print the exit code into the reason (`... Exit code: 137`) and drop the containers.
-        unnamed = _ContainerSignal("", code_in_reason, "", None, None, 1, demoted=False, line=reason_line)
+        unnamed = _ContainerSignal("", code_in_reason, "", None, None, _EXITED, demoted=False, line=reason_line)
         verdict = _from_exit_code(unnamed, stop_requested)
         if verdict is not None:
-            return _Verdict(verdict.cause, verdict.because, reason_line)
+            return _Verdict(verdict.cause, verdict.because, reason_line, nearest=verdict.nearest)
+    raw = next((s for s in ordered if s.reason), None)
+    if reason_reading is not None and (raw is None or reason_reading.template != "TaskFailedToStart"):
+        # An unknown failure (never to be called a routine scale-in), unless a container says more.
+        return _Verdict(Cause.UNKNOWN, reason_reading.because, reason_line, best, reason_reading.nearest)
     if stop_requested:
         return _Verdict(
             Cause.SCALE_IN_OR_DEPLOY, "the service scheduler stopped it", "stopCode ServiceSchedulerInitiated"
         )
     if _ESSENTIAL_EXITED.search(stopped_reason) and not any(s.exit_code is not None or s.reason for s in signals):
         return _Verdict(Cause.APP_CRASH, "the essential container exited (no exit code was reported)", reason_line)
-    raw = next((s for s in signals if s.reason), None)
     if raw is not None:
-        return _Verdict(Cause.UNKNOWN, f"container {raw.name} reports an error not in the catalogue", raw.line, raw)
-    return _Verdict(Cause.UNKNOWN, "no recognised signal", reason_line if stopped_reason else f"stopCode {stop_code!r}")
+        candidates = raw.reading.nearest if raw.reading is not None and raw.reading.nearest else guess(raw.reason)
+        because = raw.reading.because if raw.reading is not None else "an error not in the catalogue"
+        return _Verdict(Cause.UNKNOWN, f"container {raw.name} reports {because}", raw.line, raw, candidates)
+    candidates = nearest(_BY_STOP_CODE_NEAREST.get(stop_code, ())) or guess(stopped_reason)
+    return _Verdict(
+        Cause.UNKNOWN,
+        "no recognised signal",
+        reason_line if stopped_reason else f"stopCode {stop_code!r}",
+        nearest=candidates,
+    )
 
 
 def diagnose_task(
@@ -250,6 +306,7 @@ def diagnose_task(
                 *((f"stopCode {stop_code}",) if stop_code else ()),
                 *((reason_line,) if reason_line else ()),
                 *lines,
+                *nearest_evidence(verdict.nearest),
             )
         )
     )
@@ -290,6 +347,7 @@ def diagnose_task(
         evidence=tuple(evidence),
         summary=f"{where}task {task_id(task_arn)}{revision} stopped: {because}",
         occurred_at=stopped_at,
+        nearest=verdict.nearest,
     )
 
 

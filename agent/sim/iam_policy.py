@@ -72,18 +72,27 @@ def _matches(statement: Mapping[str, Any], action: str, resource: str) -> bool:
     )
 
 
-def is_allowed(documents: Iterable[Mapping[str, Any]], action: str, resource: str) -> bool:
-    """Whether the identity holding `documents` may perform `action` on `resource`."""
-    allowed = False
-    for document in documents:
+ALLOWED, EXPLICIT_DENY, IMPLICIT_DENY = "allowed", "explicitDeny", "implicitDeny"
+
+
+def decide(documents: Iterable[Mapping[str, Any]], action: str, resource: str) -> tuple[str, list[int]]:
+    """IAM's decision for `action` on `resource` (`allowed`, `explicitDeny` or `implicitDeny`) and the
+    indexes of the documents whose statements decided it."""
+    allowing: list[int] = []
+    for index, document in enumerate(documents):
         for statement in _statements(document):
             if not _matches(statement, action, resource):
                 continue
             if statement.get("Effect") == "Deny":
-                return False
-            if statement.get("Effect") == "Allow":
-                allowed = True
-    return allowed
+                return EXPLICIT_DENY, [index]
+            if statement.get("Effect") == "Allow" and index not in allowing:
+                allowing.append(index)
+    return (ALLOWED, allowing) if allowing else (IMPLICIT_DENY, [])
+
+
+def is_allowed(documents: Iterable[Mapping[str, Any]], action: str, resource: str) -> bool:
+    """Whether the identity holding `documents` may perform `action` on `resource`."""
+    return decide(documents, action, resource)[0] == ALLOWED
 
 
 def missing_pull_permission(documents: Iterable[Mapping[str, Any]], repository_arn: str) -> str | None:

@@ -741,6 +741,20 @@ def role_policy_documents(role_name: str) -> list[str | dict[str, Any]] | None:
     return documents
 
 
+def role_policies(role_name: str) -> list[tuple[str, str | dict[str, Any]]] | None:
+    """`role_policy_documents`, each with its policy's name (inline name, or managed policy name), for
+    IAM's policy simulator; None when the role does not exist."""
+    role = next((r for r in _iam().roles.values() if r.name == role_name), None)
+    if role is None:
+        return None
+    named: list[tuple[str, str | dict[str, Any]]] = list(role.policies.items())
+    for arn, policy in role.managed_policies.items():
+        version = next((v for v in policy.versions if v.version_id == policy.default_version_id), None)
+        document = version.document if version is not None and version.document else {"Arn": arn}
+        named.append((str(getattr(policy, "name", "") or arn.rsplit("/", 1)[-1]), document))
+    return named
+
+
 def roles(region: str) -> dict[str, dict[str, Any]]:
     del region  # IAM is global
     return {

@@ -34,6 +34,8 @@ from agent.sim.capacity import BOOT_DELAY, Ec2Cluster
 from agent.sim.faults import FaultInjector
 from agent.sim.health import HealthCheck
 from agent.sim.middleware import INTERNAL_HEADER, WorldMiddleware
+from agent.sim.network import NetworkBuilder
+from agent.sim.policy_simulator import WorldApis
 from agent.sim.profiles import AppProfile
 from agent.sim.provision import Ec2Capacity, Network, Provisioner
 from agent.sim.recording import RequestLog
@@ -106,6 +108,7 @@ class World:
         self._internal: dict[str, Any] = {}
         self._provisioner = Provisioner(self._internal_client, REGION, self.account_id)
         self._network: Network | None = None
+        self._net: NetworkBuilder | None = None
         self.endpoint_url = ""
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ class World:
             faults=world.faults,
             log=world.requests,
             clock=lambda: world._runtime.now,
-            hooks=world._runtime,
+            hooks=WorldApis(world._runtime),
         )
         world._server = make_server(host, port, app, threaded=True, request_handler=bridge.QuietRequestHandler)
         world.endpoint_url = f"http://{host}:{world._server.server_address[1]}"
@@ -173,6 +176,8 @@ class World:
 
     def _build_network(self) -> None:
         self._network = self._provisioner.network()
+        self._net = NetworkBuilder(self._internal_client, REGION, self._network)
+        self._net.default_egress()
         self._runtime.subnets = [
             Subnet(subnet_id, zone, base)
             for (subnet_id, zone), base in zip(self._network.subnets, (0, 64), strict=True)
@@ -247,6 +252,12 @@ class World:
     def network(self) -> Network:
         assert self._network is not None  # noqa: S101 - built by start()
         return self._network
+
+    @property
+    def net(self) -> NetworkBuilder:
+        """The task subnets' way out (NAT by default): break it, or add VPC endpoints."""
+        assert self._net is not None  # noqa: S101 - built by start()
+        return self._net
 
     def add_execution_role(self, name: str, *, ecr_pull: bool = True) -> str:
         """An IAM role ECS tasks can assume, with (or without) an inline policy allowing ECR pulls."""

@@ -90,3 +90,40 @@ def test_event_advice_uses_the_service_and_primary_task_definition():
     [finding] = diagnose_service(service(events=[event(message)]))
     assert finding.cause == Cause.PLACEMENT_MEMORY
     assert any("--cluster prod" in command for command in advice_for(finding).commands)
+
+
+def test_platform_mismatch_advice_says_build_for_the_task_s_architecture():
+    reason = (
+        "CannotPullContainerError: pull image manifest has been retried 7 time(s): image Manifest does not "
+        "contain descriptor matching platform 'linux/amd64'"
+    )
+    finding = diagnose_task(stopped_task(container(reason=reason), stop_code="TaskFailedToStart"))
+    assert finding is not None
+    assert finding.cause == Cause.IMAGE_NOT_FOUND
+    advice = advice_for(finding)
+    assert "--platform" in advice.fix
+    assert "taskDefinition.runtimePlatform" in advice.commands[0]
+
+
+def test_rate_limit_advice_offers_a_pull_through_cache():
+    reason = (
+        "CannotPullContainerError: ref pull has been retried 1 time(s): failed to copy: httpReadSeeker: failed open: "
+        "unexpected status code https://registry-1.docker.io/v2/library/nginx/manifests/sha256:0: 429 Too Many "
+        "Requests - Server message: toomanyrequests: You have reached your pull rate limit."
+    )
+    finding = diagnose_task(stopped_task(container(reason=reason), stop_code="TaskFailedToStart"))
+    assert finding is not None
+    assert finding.cause == Cause.CAPACITY_QUOTA
+    assert "create-pull-through-cache-rule" in advice_for(finding).commands[0]
+
+
+def test_a_deleted_target_group_is_not_advised_a_longer_grace_period():
+    message = (
+        "(service web) task set (ecs-svc/1) (task 0f1e) is not healthy in target-group (arn:aws:elasticloadbalancing:"
+        "us-east-1:123456789012:targetgroup/web/0123)) due to TARGET GROUP IS NOT FOUND."
+    )
+    [finding] = diagnose_service(service(events=[event(message)]))
+    assert finding.cause == Cause.HEALTH_CHECK_ELB
+    advice = advice_for(finding)
+    assert "no longer exists" in advice.fix
+    assert not any("health-check-grace-period" in command for command in advice.commands)

@@ -2,96 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import pytest
-import yaml
 
-from agent.diagnose import diagnose_document
 from agent.diagnose.messages import read_message
-from agent.model import Cause, Finding
+from agent.model import Cause
+from tests.diagnose.corpus_report import CORPUS, INFO, TARGET, diagnose, evaluate, held_out, read_as_message
 
-CORPUS = yaml.safe_load((Path(__file__).parent / "corpus.yaml").read_text(encoding="utf-8"))
-CLUSTER_ARN = "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
-TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-
-def _task(entry: dict[str, Any]) -> dict[str, Any]:
-    task: dict[str, Any] = {
-        "taskArn": TASK_ARN,
-        "clusterArn": CLUSTER_ARN,
-        "group": "service:web",
-        "lastStatus": "STOPPED",
-        "desiredStatus": "STOPPED",
-        "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7",
-    }
-    container: dict[str, Any] = {"name": "app", "lastStatus": "STOPPED"}
-    if "exitCode" in entry:
-        container["exitCode"] = entry["exitCode"]
-    if entry["where"] == "stoppedReason":
-        task["stoppedReason"] = entry["message"]
-        task["stopCode"] = entry.get(
-            "stopCode", "EssentialContainerExited" if "exitCode" in entry else "TaskFailedToStart"
-        )
-    else:
-        container["reason"] = entry["message"]
-        exited = "exitCode" in entry
-        task["stopCode"] = entry.get("stopCode", "EssentialContainerExited" if exited else "TaskFailedToStart")
-        task["stoppedReason"] = "Essential container in task exited" if exited else "Task failed to start"
-    task["containers"] = [container]
-    return task
-
-
-def _service(**fields: Any) -> dict[str, Any]:
-    return {"serviceName": "web", "clusterArn": CLUSTER_ARN, "events": [], "deployments": [], **fields}
-
-
-def _diagnose(entry: dict[str, Any]) -> list[Finding]:
-    where = entry["where"]
-    if where in {"stoppedReason", "containerReason"}:
-        return diagnose_document(tasks=[_task(entry)])
-    if where == "serviceEvent":
-        event = {
-            "id": "5a7c1e9b-0000-4000-8000-000000000001",
-            "createdAt": "2026-04-19T03:12:00Z",
-            "message": entry["message"],
-        }
-        return diagnose_document(services=[_service(events=[event])])
-    if where == "rolloutStateReason":
-        # Only a FAILED deployment carries a failure reason; other reasons are read as messages.
-        deployment = {
-            "id": "ecs-svc/1234567890123456789",
-            "status": "PRIMARY",
-            "rolloutState": "FAILED",
-            "rolloutStateReason": entry["message"],
-            "failedTasks": 3,
-            "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:8",
-        }
-        return diagnose_document(services=[_service(deployments=[deployment])])
-    if where == "runTaskFailure":
-        failure = {
-            "arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/abc",
-            "reason": entry["message"],
-        }
-        if "detail" in entry:
-            failure["detail"] = entry["detail"]
-        return diagnose_document(failures=[failure])
-    raise AssertionError(f"unknown place {where!r} in corpus entry {entry['id']}")
-
-
-IN_PLACE = [
-    e
-    for e in CORPUS
-    if e["where"] != "eventBridgeReason" and (e["where"] != "rolloutStateReason" or e["cause"] != "info")
-]
+IN_PLACE = [e for e in CORPUS if not read_as_message(e)]
 AS_MESSAGES = [e for e in CORPUS if e["where"] in {"eventBridgeReason", "rolloutStateReason"}]
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e["id"]) for e in IN_PLACE])
 def test_real_message_is_diagnosed_as_its_cause(entry: dict[str, Any]) -> None:
-    findings = _diagnose(entry)
-    if entry["cause"] == "info":
+    findings = diagnose(entry)
+    if entry["cause"] == INFO:
         assert findings == [], f"routine message produced {[f.cause.value for f in findings]}"
         return
     assert len(findings) == 1, f"expected one finding, got {[f.cause.value for f in findings]}"
@@ -100,12 +27,16 @@ def test_real_message_is_diagnosed_as_its_cause(entry: dict[str, Any]) -> None:
     assert finding.failure == Cause(entry["cause"]).is_failure
     quoted = repr(entry["message"])[1:41]  # evidence quotes messages with repr(): exact, and on one line
     assert any(entry["message"][:40] in line or quoted in line for line in finding.evidence)
+    if finding.cause is Cause.UNKNOWN:
+        # Say why it does not know: the causes it considered, and what would tell them apart.
+        assert finding.nearest, finding.evidence
+        assert any(line.startswith("could be ") for line in finding.evidence)
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e["id"]) for e in AS_MESSAGES])
 def test_deployment_reason_reads_as_its_cause(entry: dict[str, Any]) -> None:
     reading = read_message(entry["message"])
-    if entry["cause"] == "info":
+    if entry["cause"] == INFO:
         assert reading is None or not reading.cause.is_failure
     else:
         assert reading is not None
@@ -115,4 +46,24 @@ def test_deployment_reason_reads_as_its_cause(entry: dict[str, Any]) -> None:
 def test_corpus_ids_are_unique_and_every_entry_cites_a_source() -> None:
     ids = [e["id"] for e in CORPUS]
     assert len(ids) == len(set(ids))
-    assert all(e.get("source") for e in CORPUS)
+    assert all(str(e.get("source", "")).startswith("https://") for e in CORPUS)
+
+
+def test_every_cause_of_the_catalogue_has_rows_and_a_third_are_held_out() -> None:
+    per_cause = Counter(e["cause"] for e in CORPUS)
+    assert set(per_cause) == {c.value for c in Cause} | {INFO}
+    assert all(count >= 3 for count in per_cause.values()), per_cause
+    share = sum(held_out(e) for e in CORPUS) / len(CORPUS)
+    assert 0.2 < share < 0.4
+
+
+def test_held_out_rows_are_named_at_the_target_accuracy_for_every_cause() -> None:
+    report = evaluate()
+    assert report.below_target() == {}, report.render()
+    assert all(tally.accuracy >= TARGET for tally in report.held_out.values())
+
+
+def test_no_real_failure_is_ever_called_benign() -> None:
+    benign = {c.value for c in Cause if not c.is_failure} | {INFO}
+    wrong = [(row, got) for row, expected, got in evaluate().misses if expected not in benign and got in benign]
+    assert wrong == []

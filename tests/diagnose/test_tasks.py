@@ -194,3 +194,42 @@ def test_benign_stops_are_findings_but_not_failures():
 def test_service_tasks_feed_the_service_findings():
     findings = diagnose_service(service(), [stopped_task(container(exit_code=137, reason=OOM))])
     assert [f.cause for f in findings] == [Cause.OOM]
+
+
+def test_a_container_blocked_by_its_dependency_yields_to_the_dependency_s_own_failure():
+    blocked = container(
+        "app",
+        reason="dependency graph: failed to resolve container ordering dependency [migrate] for target [app] as "
+        "dependency did not exit successfully.",
+    )
+    task = stopped_task(blocked, container("migrate", exit_code=137, reason=OOM))
+    finding = diagnose_task(task, essential={"app": True, "migrate": True})
+    assert finding is not None
+    assert finding.cause == Cause.OOM
+    assert finding.subject.container == "migrate"
+
+
+def test_a_dependency_that_failed_without_its_own_reason_is_a_crash():
+    blocked = container(
+        "app",
+        reason="dependency graph: failed to resolve container ordering dependency [migrate] for target [app] as "
+        "dependency did not exit successfully.",
+    )
+    finding = diagnose_task(stopped_task(blocked, container("migrate", exit_code=3)))
+    assert finding is not None
+    assert finding.cause == Cause.APP_CRASH
+    assert finding.subject.container == "migrate"
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("TaskFailedToStart: EMPTY CAPACITY PROVIDER", Cause.CAPACITY_QUOTA),
+        ("TaskFailedToStart: AGENT", Cause.INSTANCE_DRAIN_OR_HOST_FAILURE),
+        ("TaskFailedToStart: RESOURCE:ENI", Cause.NETWORK_ENI),
+    ],
+)
+def test_task_failed_to_start_codes_read_like_run_task_failures(reason, expected):
+    finding = diagnose_task(stopped_task(container(), stop_code="TaskFailedToStart", stopped_reason=reason))
+    assert finding is not None
+    assert finding.cause == expected

@@ -37,6 +37,7 @@ from agent.sim.profiles import AppProfile
 from agent.sim.provision import Ec2Capacity, Network, Provisioner
 from agent.sim.recording import RequestLog
 from agent.sim.runtime import Runtime, Subnet
+from agent.sim.wire import WireHooks
 
 REGION = "us-east-1"
 FAKE_ACCESS_KEY = "testing"
@@ -134,7 +135,7 @@ class World:
             faults=world.faults,
             log=world.requests,
             clock=lambda: world._runtime.now,
-            hooks=world._runtime,
+            hooks=WireHooks(world._runtime),
         )
         world._server = make_server(host, port, app, threaded=True, request_handler=bridge.QuietRequestHandler)
         world.endpoint_url = f"http://{host}:{world._server.server_address[1]}"

@@ -275,7 +275,6 @@ class Runtime:
             self._expire(now)
             self._last_expiry = now
         self.project()
-        self._flush_events()
 
     def _host_gone(self, ec2_instance_id: str, now: datetime) -> None:
         for service in self.services.values():
@@ -302,10 +301,9 @@ class Runtime:
     def project(self) -> None:
         self.projector.project()
 
-    def _flush_events(self) -> None:
-        events = self.projector.take_events()
-        if events and bridge.has_event_rules(self.region):
-            bridge.put_events(self.region, events)
+    def take_events(self) -> list[Entry]:
+        """The EventBridge events ECS sent since the last call (the world delivers them)."""
+        return self.projector.take_events()
 
     def target_health(self, target_group_arn: str, target_id: str) -> tuple[str, str | None, str | None] | None:
         task = self.index.targets.get((target_group_arn, target_id))

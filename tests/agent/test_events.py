@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agent.arns import ServiceKey
+from agent.diagnose import diagnose_task
 from agent.events import (
     DeploymentStateChange,
     EventIntake,
@@ -313,3 +314,60 @@ def test_events_for_different_accounts_are_different_keys():
     other["resources"] = ["arn:aws:ecs:us-west-2:444455556666:service/default/servicetest"]
     batch = intake.receive([message(deployment_event("y"), "r1"), message(other, "r2")])
     assert batch.keys == (KEY, ServiceKey("444455556666", "us-west-2", "default", "servicetest"))
+
+
+# --- against the simulated world: EventBridge to SQS, late, duplicated and out of order ---------------------
+
+
+def test_the_intake_over_a_realistic_queue_diagnoses_without_describe_calls():
+    from agent.sim import World, scenario  # noqa: PLC0415 - the world is the sim extra
+    from agent.sim.eventbridge import DeliveryProfile  # noqa: PLC0415
+    from tests.sim.times import START  # noqa: PLC0415
+
+    with World.start(seed=5, start_time=START) as world:
+        url = world.configure_events_queue()
+        world.event_delivery(
+            DeliveryProfile(min_delay=0.0, max_delay=10.0, late_rate=0.2, late_delay=30.0, duplicate_rate=0.25)
+        )
+        oom = scenario("oom-exit-137")
+        oom.setup(world)
+        world.advance(120)
+        sqs = world.client("sqs")
+        world.requests.clear()
+
+        intake = EventIntake()
+        accepted: list[Any] = []
+        keys: list[ServiceKey] = []
+        received = 0
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            received += len(batch)
+            result = intake.receive(batch)
+            accepted += result.events
+            keys += result.keys
+            done = list(result.ack_now)
+            for key in result.keys:
+                done += intake.finish(intake.claim(key))  # handled at once, for the test
+            for start in range(0, len(done), 10):
+                entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(done[start : start + 10])]
+                sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+
+        assert received > len(accepted), "duplicates and stale versions were dropped"
+        assert world.delivery.duplicated > 0
+        assert len({e.event_id for e in accepted}) == len(accepted)
+        newest: dict[str, int] = {}
+        for event in accepted:
+            if isinstance(event, TaskStateChange):
+                assert event.version > newest.get(event.task_arn, 0), "a task's accepted versions only grow"
+                newest[event.task_arn] = event.version
+        api = ServiceKey(world.account_id, world.region, "prod", "api")
+        assert api in keys
+        findings = [f for e in accepted if isinstance(e, TaskStateChange) and (f := diagnose_stopped_task(e))]
+        assert findings and {f.cause for f in findings if f.failure} == {Cause.OOM}
+        assert [r.operation for r in world.requests.all() if r.service == "ecs"] == [], "no Describe call"
+
+        described = {t["taskArn"]: t for t in world.stopped_tasks("prod", "api")}
+        for finding in findings:
+            from_describe = diagnose_task(described[finding.source], cluster="prod")
+            assert from_describe is not None and from_describe.cause is finding.cause
+        assert intake.pending == 0
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)

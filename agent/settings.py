@@ -102,7 +102,11 @@ class Settings(BaseSettings):
         default=(), description="Comma-separated IAM role ARNs to assume, one per member account; empty = own account."
     )
     assume_role_external_id: str | None = Field(
-        default=None, description="The external ID the member accounts' roles require (sts:ExternalId)."
+        default=None,
+        min_length=2,
+        max_length=1224,
+        pattern=r"^[\w+=,.@:/-]+$",
+        description="The external ID the member accounts' roles require (sts:ExternalId).",
     )
     regions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Comma-separated Regions to watch in every account; empty = the SDK's Region."

@@ -3,8 +3,9 @@ simulated clock.
 
 moto hands out credentials for any role ARN, in the role's account. The world first checks, as STS
 does, that the role exists in that account and that its trust policy allows the caller's account (or
-the caller itself) and carries the `sts:ExternalId` the caller sent; otherwise it answers HTTP 403
-`AccessDenied` with STS's wording. Other condition keys are not evaluated. The credentials' expiration
+the caller itself), that `sts:ExternalId` is the one the caller sent and `aws:PrincipalArn` names the
+caller; otherwise it answers HTTP 403 `AccessDenied` with STS's wording. Other condition keys are not
+evaluated. The credentials' expiration
 is then set from the simulated clock, so a client's refresh logic can be tested without waiting.
 """
 
@@ -15,6 +16,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
@@ -49,23 +51,40 @@ def _listed(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+def principal_arn(caller_arn: str) -> str:
+    """`aws:PrincipalArn` of a caller: an assumed-role session is its role's ARN."""
+    return re.sub(r":sts::(\d{12}):assumed-role/([^/]+)/.*$", r":iam::\1:role/\2", caller_arn)
+
+
 def _principal_matches(principal: object, caller_account: str, caller_arn: str) -> bool:
     if principal == "*":
         return True
     allowed = _listed(principal.get("AWS")) if isinstance(principal, dict) else []
-    role = re.sub(r":sts::(\d{12}):assumed-role/([^/]+)/.*$", r":iam::\1:role/\2", caller_arn)
-    accepted = {"*", caller_account, f"arn:aws:iam::{caller_account}:root", caller_arn, role}
+    accepted = {"*", caller_account, f"arn:aws:iam::{caller_account}:root", caller_arn, principal_arn(caller_arn)}
     return any(p in accepted for p in allowed)
 
 
-def _conditions_hold(condition: object, external_id: str | None) -> bool:
+_EXACT = ("StringEquals", "ArnEquals")
+_PATTERN = ("StringLike", "ArnLike")
+
+
+def _holds(operator: str, actual: str | None, values: list[str]) -> bool:
+    if actual is None:
+        return False
+    if operator in _EXACT:
+        return actual in values
+    if operator in _PATTERN:
+        return any(fnmatchcase(actual, value) for value in values)
+    return False
+
+
+def _conditions_hold(condition: object, external_id: str | None, caller_arn: str) -> bool:
+    facts = {"sts:externalid": external_id, "aws:principalarn": principal_arn(caller_arn)}
     for operator, clauses in (condition or {}).items() if isinstance(condition, dict) else ():
         for key, values in clauses.items() if isinstance(clauses, dict) else ():
-            if key.lower() != "sts:externalid":
+            if key.lower() not in facts:
                 continue  # not simulated
-            if external_id is None or operator not in ("StringEquals", "StringLike"):
-                return False
-            if external_id not in _listed(values):
+            if not _holds(operator, facts[key.lower()], _listed(values)):
                 return False
     return True
 
@@ -83,7 +102,7 @@ def trusts(policy: Mapping[str, Any], *, caller_account: str, caller_arn: str, e
         if not any(a in ("sts:AssumeRole", "sts:*", "*") for a in actions):
             continue
         matches = _principal_matches(statement.get("Principal"), caller_account, caller_arn) and _conditions_hold(
-            statement.get("Condition"), external_id
+            statement.get("Condition"), external_id, caller_arn
         )
         if matches and statement.get("Effect") == "Deny":
             return False

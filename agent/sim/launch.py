@@ -84,7 +84,7 @@ class TaskLauncher:
         self._index = index
         self._ip_counter = 0
         self._definitions: dict[str, bridge.TaskDefinitionView] = {}
-        self._permission_cache: dict[tuple[str, str], str | None] = {}
+        self._permission_cache: dict[tuple[bool, tuple[str, ...], str], str | None] = {}
 
     def launch(self, service: SimService, deployment: SimDeployment, now: datetime) -> SimTask | Unplaceable:
         """A new task of `deployment`, placed (on EC2) and planned; or why it cannot be placed."""
@@ -292,7 +292,9 @@ class TaskLauncher:
         role = role_arn.rsplit("/", 1)[-1]
         documents = bridge.role_policy_documents(role)
         repository_arn = f"arn:aws:ecr:{self.region}:{self.account_id}:repository/{ref.repository}"
-        key = (json.dumps(documents, sort_keys=True, default=str), repository_arn)
+        # Policies stored as text (almost all) key the cache as they are; only parsed ones are serialised.
+        texts = tuple(d if isinstance(d, str) else json.dumps(d, sort_keys=True, default=str) for d in documents or ())
+        key = (documents is None, texts, repository_arn)
         missing = self._permission_cache.get(key, "?")
         if missing == "?":
             parsed = []

@@ -364,8 +364,9 @@ def create_service_in_process(
     network_configuration: dict[str, Any] | None,
     tags: list[dict[str, str]],
 ) -> None:
-    """CreateService without HTTP, for building large fleets quickly."""
-    _ecs(region).create_service(
+    """CreateService without HTTP, for building large fleets quickly. The network configuration is the
+    caller's (valid) one and is set as it is: moto's own check of it costs more than the rest."""
+    service = _ecs(region).create_service(
         cluster,
         name,
         desired_count,
@@ -373,9 +374,10 @@ def create_service_in_process(
         load_balancers=load_balancers,
         tags=tags,
         launch_type=launch_type,
-        network_configuration=network_configuration,
+        network_configuration=None,
         propagate_tags="NONE",
     )
+    service.network_configuration = network_configuration
 
 
 def register_task_definition_in_process(region: str, family: str, definition: Mapping[str, Any]) -> str:
@@ -519,8 +521,10 @@ def _new_task(region: str, cluster: str, task_id: str) -> MotoObject:
     return task
 
 
-def _container(view: ContainerView, task_arn: str) -> MotoObject:
-    container: MotoObject = Container.__new__(Container)
+def _container(view: ContainerView, task_arn: str, known: MotoObject | None = None) -> MotoObject:
+    # The same container again: its moto object is updated, not replaced (each new model object is
+    # remembered by moto until the next reset).
+    container: MotoObject = known if known is not None else Container.__new__(Container)
     container.container_arn = view.container_arn
     container.task_arn = task_arn
     container.name = view.name
@@ -530,6 +534,8 @@ def _container(view: ContainerView, task_arn: str) -> MotoObject:
     container.last_status = view.last_status
     if view.exit_code is not None:
         container.exitCode = view.exit_code  # moto's attribute is literally `exitCode`
+    elif hasattr(container, "exitCode"):
+        del container.exitCode
     container.reason = view.reason
     container.cpu = view.cpu
     container.memory = view.memory
@@ -556,7 +562,8 @@ def upsert_task(region: str, view: TaskView) -> str:
     task.capacity_provider_name = view.capacity_provider_name
     task.last_status = view.last_status
     task.desired_status = view.desired_status
-    task.containers = [_container(c, arn) for c in view.containers]
+    known = {c.container_arn: c for c in getattr(task, "containers", None) or ()}
+    task.containers = [_container(c, arn, known.get(c.container_arn)) for c in view.containers]
     task.cpu = view.cpu
     task.memory = view.memory
     task.created_at = view.created_at

@@ -4,12 +4,12 @@ sends when they change."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from agent.sim import eventbridge, projection
 from agent.sim import moto_bridge as bridge
-from agent.sim.state import STOPPED
+from agent.sim.state import RUNNING, STOPPED
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -41,6 +41,10 @@ class Projector:
         self._clock = clock
         self._events: list[Entry] = []
         self.events_wanted = False  # events are built only when a rule could deliver them
+        # What each service last contributed to its cluster's counts (running, pending, active), and
+        # the clusters' totals: DescribeClusters' counts without walking every service of a cluster.
+        self._contributions: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._totals: dict[str, list[int]] = {}
 
     def publish(self, entry: Entry) -> None:
         if self.events_wanted:
@@ -51,10 +55,11 @@ class Projector:
         events, self._events = self._events, []
         return events
 
-    def project(self) -> None:
-        """Every task and service marked dirty, and the clusters they belong to."""
+    def project(self, services: Iterable[SimService] | None = None) -> None:
+        """Every task and service marked dirty, and the clusters they belong to; only among `services`
+        when the caller knows which can have changed (the ones a pass reconciled)."""
         touched_clusters: set[str] = set()
-        for service in self._services.values():
+        for service in self._services.values() if services is None else services:
             touched = service.dirty
             for task in service.tasks.values():
                 if task.dirty:
@@ -88,6 +93,7 @@ class Projector:
         task.dirty = False
 
     def service(self, service: SimService) -> None:
+        self._count(service)
         deployments = projection.deployment_dicts(service)
         bridge.write_service(
             self.region,
@@ -100,15 +106,28 @@ class Projector:
         )
         service.dirty = False
 
+    def _count(self, service: SimService) -> None:
+        if service.deleted:
+            counted = (0, 0, 0)
+        else:
+            tasks = service.tasks.values()
+            counted = (sum(1 for t in tasks if t.last_status == RUNNING), sum(1 for t in tasks if t.pending), 1)
+        key = (service.cluster, service.name)
+        before = self._contributions.get(key, (0, 0, 0))
+        if counted != before:
+            totals = self._totals.setdefault(service.cluster, [0, 0, 0])
+            for index in range(3):
+                totals[index] += counted[index] - before[index]
+            self._contributions[key] = counted
+
     def cluster(self, cluster: str) -> None:
-        services = [s for s in self._services.values() if s.cluster == cluster and not s.deleted]
-        tasks = [t for s in services for t in s.tasks.values()]
+        running, pending, services = self._totals.get(cluster, (0, 0, 0))
         bridge.write_cluster_counts(
             self.region,
             cluster,
-            running=sum(1 for t in tasks if t.last_status == "RUNNING"),
-            pending=sum(1 for t in tasks if t.pending),
-            services=len(services),
+            running=running,
+            pending=pending,
+            services=services,
             instances=len(self._capacity.registered(cluster)),
         )
         if cluster in self._capacity.clusters:

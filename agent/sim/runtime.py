@@ -263,18 +263,21 @@ class Runtime:
             self._host_gone(ec2_instance_id, now)
         for cluster in self.capacity.clusters.values():
             cluster.unplaced = []
+        reconciled = []
         for service in self.services.values():
             if service.steady and not service.dirty and (service.wake_at is None or service.wake_at > now):
                 continue
             scheduler.reconcile(service, now, self)
             service.wake_at = _next_wake(service)
+            reconciled.append(service)
         if self.capacity.clusters:
             by_cluster = {name: list(holders.values()) for name, holders in self.index.holders.items()}
             self.capacity.managed_scaling(now, by_cluster)
         if now - self._last_expiry >= _EXPIRY_SCAN:
             self._expire(now)
             self._last_expiry = now
-        self.project()
+        # Only a service this pass reconciled can have changed: the others were steady, clean and not due.
+        self.projector.project(reconciled)
 
     def _host_gone(self, ec2_instance_id: str, now: datetime) -> None:
         for service in self.services.values():

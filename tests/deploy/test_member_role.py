@@ -157,7 +157,7 @@ def _trust_policy(*, agent_role_arn: str, external_id: str) -> dict[str, Any]:
     """The template's trust policy with its parameters filled in, as CloudFormation would."""
     parameters = {"AgentRoleArn": agent_role_arn, "ExternalId": external_id, "AWS::Partition": "aws"}
 
-    def fill(node: Any) -> Any:  # noqa: ANN401 - any fragment of the template
+    def fill(node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
             ((key, value),) = node.items()
             if key == "Ref":

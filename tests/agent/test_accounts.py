@@ -120,15 +120,15 @@ def test_credentials_are_refreshed_before_they_expire_once_per_account(world):
 
 
 def test_without_roles_the_targets_are_the_agents_own_account(world):
-    built = build_targets(
-        Settings(regions="us-east-1,eu-west-1"), base_session(world), endpoint_url=world.endpoint_url
-    )
+    built = build_targets(Settings(regions="us-east-1,eu-west-1"), base_session(world), endpoint_url=world.endpoint_url)
     assert [(t.account, t.region, t.role_arn) for t in built] == [
         (world.account_id, "us-east-1", None),
         (world.account_id, "eu-west-1", None),
     ]
     assert [r.operation for r in world.requests.all()] == ["GetCallerIdentity"]
-    [result, _] = for_each_target(built, lambda t: t.session.client("ecs", endpoint_url=world.endpoint_url).list_clusters())
+    [result, _] = for_each_target(
+        built, lambda t: t.session.client("ecs", endpoint_url=world.endpoint_url).list_clusters()
+    )
     assert result.ok
 
 

@@ -188,9 +188,9 @@ def test_the_trust_policy_as_sts_enforces_it():
         member = world.add_account("222222222222")
         policy = _trust_policy(agent_role_arn=agent_role, external_id="medic-ext-1")
         iam = member.client("iam")
-        member_role = iam.create_role(RoleName="ecs-medic-member", AssumeRolePolicyDocument=json.dumps(policy))[
-            "Role"
-        ]["Arn"]
+        member_role = iam.create_role(RoleName="ecs-medic-member", AssumeRolePolicyDocument=json.dumps(policy))["Role"][
+            "Arn"
+        ]
 
         as_agent = world.client("sts").assume_role(RoleArn=agent_role, RoleSessionName="agent")["Credentials"]
         agent_sts = boto3.session.Session(

@@ -230,6 +230,8 @@ class EventIntake:
     _versions: OrderedDict[str, int] = field(default_factory=OrderedDict, init=False, repr=False)
     _pending: dict[ServiceKey, list[str]] = field(default_factory=dict, init=False, repr=False)
     _claimed: dict[ServiceKey, int] = field(default_factory=dict, init=False, repr=False)
+    # Copies that arrived while their key was being reconciled: the reconcile under way covers them.
+    _riders: dict[ServiceKey, list[str]] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def receive(self, messages: Iterable[Mapping[str, Any]]) -> Batch:
@@ -263,8 +265,10 @@ class EventIntake:
                     self._pending.setdefault(parsed.key, []).append(receipt)
                     continue
                 ack_now.append(receipt)  # a task starting or running: nothing to reconcile
-            elif parsed.key in self._pending or parsed.key in self._claimed:
-                self._pending.setdefault(parsed.key, []).append(receipt)  # deleted with the original
+            elif parsed.key in self._pending:
+                self._pending[parsed.key].append(receipt)  # deleted with the original, by the next claim
+            elif parsed.key in self._claimed:
+                self._riders.setdefault(parsed.key, []).append(receipt)  # deleted when this reconcile ends
             else:
                 ack_now.append(receipt)
         return Batch(tuple(events), tuple(keys), tuple(ack_now), tuple(ignored), tuple(rejected))
@@ -299,14 +303,15 @@ class EventIntake:
         """`claim.key` was handled: the receipt handles to delete now."""
         with self._lock:
             self._unclaim(claim.key)
-        return claim.receipts
+            return claim.receipts + tuple(self._riders.pop(claim.key, ()))
 
     def release(self, claim: Claim) -> None:
         """`claim.key` failed: its messages wait for the next successful reconcile."""
         with self._lock:
             self._unclaim(claim.key)
-            if claim.receipts:
-                self._pending[claim.key] = [*claim.receipts, *self._pending.get(claim.key, [])]
+            waiting = [*claim.receipts, *self._riders.pop(claim.key, ()), *self._pending.get(claim.key, [])]
+            if waiting:
+                self._pending[claim.key] = waiting
 
     def _unclaim(self, key: ServiceKey) -> None:
         left = self._claimed.get(key, 0) - 1
@@ -319,4 +324,4 @@ class EventIntake:
     def pending(self) -> int:
         """Messages held until their key is handled."""
         with self._lock:
-            return sum(len(receipts) for receipts in self._pending.values())
+            return sum(len(r) for r in self._pending.values()) + sum(len(r) for r in self._riders.values())

@@ -268,6 +268,16 @@ def test_messages_arriving_during_a_reconcile_wait_for_the_next_one():
     assert intake.finish(intake.claim(KEY)) == ("r2",)
 
 
+def test_a_copy_arriving_during_a_reconcile_is_deleted_with_it():
+    intake = EventIntake()
+    intake.receive([message(service_action("s1"), "r1")])
+    claim = intake.claim(KEY)
+    copy_ = intake.receive([message(service_action("s1"), "r1-copy")])
+    assert copy_.keys == () and copy_.ack_now == (), "its original is being handled"
+    assert set(intake.finish(claim)) == {"r1", "r1-copy"}
+    assert intake.pending == 0
+
+
 def test_a_failed_reconcile_keeps_its_messages_for_the_next_one():
     intake = EventIntake()
     intake.receive([message(service_action("s1"), "r1")])

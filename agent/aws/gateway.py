@@ -29,6 +29,7 @@ from botocore.exceptions import (
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 if TYPE_CHECKING:
+    from agent.aws.budget import ScopedBudget
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
@@ -127,8 +128,10 @@ class AwsGateway:
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        budget: ScopedBudget | None = None,
     ) -> None:
         self.dry_run = dry_run
+        self._budget = budget  # the agent's share of ECS's throttling buckets in this account and Region
         # The one kind of write dry-run may make (e.g. publishing a notification to the configured
         # topic): `(api, operation, params) -> allowed`. Everything else stays refused.
         self._dry_run_allows = dry_run_allows or (lambda _api, _operation, _params: False)
@@ -188,6 +191,8 @@ class AwsGateway:
         bucket = self._bucket(api, operation)
 
         def attempt() -> dict[str, Any]:
+            if self._budget is not None:
+                self._budget.acquire(api, operation)
             bucket.acquire()
             try:
                 response: dict[str, Any] = method(**params)

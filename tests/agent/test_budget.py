@@ -7,11 +7,13 @@ import random
 import threading
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
+from agent.aws import AwsGateway
 from agent.aws.budget import ApiBudget, _Bucket
 from agent.aws.ecs_rates import BY_NAME, ECS_BUCKETS, UNLISTED, ecs_bucket
 from agent.metrics import Metrics
@@ -225,3 +227,33 @@ def test_replicas_together_stay_inside_the_fraction(web: World):
         replicas[index % 2].acquire(web.account_id, web.region, "ecs", "ListTasks")
         ecs.list_tasks(cluster="prod")
     assert web.throttle.throttled == 0
+
+
+def test_the_gateway_consults_its_budget(web: World):
+    """The gateway with a budget scope: every ECS call takes its token first, so a burst of 300 stays
+    inside AWS's rates, and the budget's clock shows the wait."""
+    clock = FakeClock()
+    web.throttling(enabled=True, clock=clock)
+    share = budget(clock)
+    env = web.environment
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=web.region,
+    )
+    gateway = AwsGateway(
+        dry_run=True,
+        metrics=Metrics(CollectorRegistry()),
+        session=session,
+        endpoint_url=web.endpoint_url,
+        sleep=lambda _seconds: None,
+        rate_per_second=1e6,
+        burst=1e6,
+        max_attempts=1,
+        budget=share.scope(web.account_id, web.region),
+    )
+    for _ in range(300):
+        gateway.call("ecs", "DescribeServices", {"cluster": "prod", "services": ["web"]})
+    assert web.throttle.throttled == 0
+    assert gateway.counts[("ecs", "DescribeServices", "ok")] == 300
+    assert clock.now - 100.0 == pytest.approx((300 - 50) / 10)

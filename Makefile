@@ -29,7 +29,7 @@ lint: $(INSTALLED)
 
 ## bench: throughput and cost benchmarks; prints tables of medians
 bench: $(INSTALLED)
-	@status=0; for bench in diagnose world agent; do \
+	@status=0; for bench in diagnose world agent scale; do \
 	  $(BIN)/python benchmarks/bench_$$bench.py || status=1; echo; \
 	done; exit $$status
 

@@ -119,3 +119,40 @@ def as_datetime(value: object) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     return None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServiceKey:
+    """One ECS service wherever it lives: the unit the work queue, the evidence store and shards key on."""
+
+    account: str
+    region: str
+    cluster: str
+    service: str
+    partition: str = "aws"
+
+    @property
+    def arn(self) -> str:
+        """The service's long-format ARN (`service/<cluster>/<name>`), as ECS has written them since 2021."""
+        return f"arn:{self.partition}:ecs:{self.region}:{self.account}:service/{self.cluster}/{self.service}"
+
+    def __str__(self) -> str:
+        return self.arn
+
+
+def service_key(service_arn: str, *, cluster: str | None = None) -> ServiceKey | None:
+    """The key of a service ARN; the old format (`service/<name>`) needs `cluster` (a name or an ARN).
+
+    None when `service_arn` is not an ECS service ARN, or is an old-format one and no cluster is known.
+    """
+    parts = service_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "ecs" or not parts[3] or not parts[4]:
+        return None
+    path = parts[5].split("/")
+    if path[0] != "service" or not all(path[1:]):
+        return None
+    if len(path) == 3:
+        return ServiceKey(parts[4], parts[3], path[1], path[2], parts[1])
+    if len(path) == 2 and cluster:
+        return ServiceKey(parts[4], parts[3], resource_name(cluster), path[1], parts[1])
+    return None

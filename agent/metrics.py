@@ -88,3 +88,14 @@ class Metrics:
             ["channel", "event", "outcome"],
             registry=r,
         )
+        self.queue_depth = Gauge(
+            "ecs_medic_queue_depth",
+            "Service keys waiting in the work queue, ready to be reconciled (delayed keys count once due).",
+            registry=r,
+        )
+        self.aws_budget_remaining = Gauge(
+            "ecs_medic_aws_budget_remaining",
+            "Tokens left in the agent's share of an ECS throttling bucket, per account, Region and bucket.",
+            ["account", "region", "bucket"],
+            registry=r,
+        )

@@ -6,6 +6,7 @@ nothing here duplicates it. Names are flat (`ECS_MEDIC_MODE`, not nested) becaus
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
 
 def bundled_policies() -> Path:
@@ -91,9 +95,39 @@ class Settings(BaseSettings):
         default=None, description="DynamoDB table for leader election between replicas; unset = single replica."
     )
 
-    @field_validator("clusters", mode="before")
+    # --- scale: evidence, API budget, accounts and Regions
+    evidence_table: str | None = Field(
+        default=None,
+        description="DynamoDB table (keys `service`, `task`; TTL attribute `expiresAt`) keeping stopped-task "
+        "evidence beyond ECS's hour; unset = memory only.",
+    )
+    evidence_retention_seconds: float = Field(
+        default=86400.0, gt=0, description="How long evidence stays in the evidence table after the task stopped."
+    )
+    api_budget_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="The agent's share of each ECS throttling bucket (burst and refill rate), per account and "
+        "Region, divided among the replicas.",
+    )
+    assume_role_arns: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated IAM role ARNs to assume, one per member account; empty = own account."
+    )
+    assume_role_external_id: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=1224,
+        pattern=r"^[\w+=,.@:/-]+$",
+        description="The external ID the member accounts' roles require (sts:ExternalId).",
+    )
+    regions: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated Regions to watch in every account; empty = the SDK's Region."
+    )
+
+    @field_validator("clusters", "assume_role_arns", "regions", mode="before")
     @classmethod
-    def _split_clusters(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -141,6 +175,22 @@ class Settings(BaseSettings):
     def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip().startswith(("https://", "http://")):
             raise ValueError("must be an https:// URL")  # the value itself is a credential: never repeated
+        return value
+
+    @field_validator("assume_role_arns")
+    @classmethod
+    def _role_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not _ROLE_ARN.fullmatch(arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for region in value:
+            if not _REGION.fullmatch(region):
+                raise ValueError(f"{region!r} is not a Region name (e.g. eu-west-1)")
         return value
 
 

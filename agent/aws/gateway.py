@@ -32,6 +32,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from agent.errors import AmbiguousWriteError
 
 if TYPE_CHECKING:
+    from agent.aws.budget import ScopedBudget
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
@@ -136,8 +137,10 @@ class AwsGateway:
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        budget: ScopedBudget | None = None,
     ) -> None:
         self.dry_run = dry_run
+        self._budget = budget  # the agent's share of ECS's throttling buckets in this account and Region
         # The one kind of write dry-run may make (e.g. publishing a notification to the configured
         # topic): `(api, operation, params) -> allowed`. Everything else stays refused.
         self._dry_run_allows = dry_run_allows or (lambda _api, _operation, _params: False)
@@ -213,6 +216,8 @@ class AwsGateway:
         write = not is_read_only(operation)
 
         def attempt() -> dict[str, Any]:
+            if self._budget is not None:
+                self._budget.acquire(api, operation)
             bucket.acquire()
             if write and guard is not None:
                 guard()

@@ -2,8 +2,10 @@
 react to it. Plain WSGI and the AWS wire protocols only; nothing here knows moto's internals.
 
 A request is named by its SigV4 credential scope (the service's signing name and region) and its
-operation (`X-Amz-Target` for JSON protocols, `Action=` for query protocols). Everything that reaches
-moto does so under the world's lock, so a request never sees the runtime half way through a tick.
+operation (`X-Amz-Target` for JSON protocols, `Action=` for query protocols); its account is the one
+its access key belongs to (or moto's `X-Moto-Account-Id` header, which the world's own clients send).
+Everything that reaches moto does so under the world's lock, so a request never sees the runtime half
+way through a tick.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
     from agent.sim.recording import RequestLog
+    from agent.sim.throttle import Throttle
 
 INTERNAL_HEADER = "X-Ecs-Sim-Internal"
+ACCOUNT_HEADER = "X-Moto-Account-Id"  # moto's own way to name the account of a request
 _INTERNAL_ENVIRON = "HTTP_X_ECS_SIM_INTERNAL"
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+_ACCOUNT_ENVIRON = "HTTP_X_MOTO_ACCOUNT_ID"
+_SCOPE = re.compile(r"Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 _CBOR_PATH = re.compile(r"^/service/[^/]+/operation/(?P<operation>[^/]+)$")
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 
@@ -47,6 +52,8 @@ class ApiCall:
     region: str
     params: Mapping[str, Any]
     internal: bool
+    account: str = ""
+    access_key: str = ""
 
 
 @dataclass(slots=True)
@@ -73,20 +80,25 @@ class CallHooks(TypingProtocol):
         """React to a successful request; return a replacement body, or None to keep moto's."""
 
 
-def identify(environ: WSGIEnvironment, body: bytes) -> ApiCall | None:
-    """Which AWS API a request calls, or None for anything else (moto's own endpoints)."""
+def identify(
+    environ: WSGIEnvironment, body: bytes, account_of: Callable[[str], str] = lambda _key: ""
+) -> ApiCall | None:
+    """Which AWS API a request calls, or None for anything else (moto's own endpoints).
+    `account_of(access_key)` names the account a key belongs to."""
     scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if scope is None:
         return None
     service, region = scope.group("service"), scope.group("region")
     internal = environ.get(_INTERNAL_ENVIRON) == "1"
+    key = scope.group("key")
+    account = environ.get(_ACCOUNT_ENVIRON) or account_of(key)
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         params = _json_params(body)
-        return ApiCall(service, target.rsplit(".", 1)[-1], Protocol.JSON, region, params, internal)
+        return ApiCall(service, target.rsplit(".", 1)[-1], Protocol.JSON, region, params, internal, account, key)
     cbor = _CBOR_PATH.match(environ.get("PATH_INFO", ""))
     if cbor:
-        return ApiCall(service, cbor.group("operation"), Protocol.JSON, region, {}, internal)
+        return ApiCall(service, cbor.group("operation"), Protocol.JSON, region, {}, internal, account, key)
     form = parse_qs(body.decode("utf-8", "replace")) if body else {}
     form = form or parse_qs(environ.get("QUERY_STRING", ""))
     action = form.get("Action", [""])[0]
@@ -94,7 +106,7 @@ def identify(environ: WSGIEnvironment, body: bytes) -> ApiCall | None:
         return None
     params = {key: values[0] for key, values in form.items()}
     protocol = Protocol.EC2 if service == "ec2" else Protocol.QUERY
-    return ApiCall(service, action, protocol, region, params, internal)
+    return ApiCall(service, action, protocol, region, params, internal, account, key)
 
 
 def _json_params(body: bytes) -> Mapping[str, Any]:
@@ -155,7 +167,7 @@ def _respond(
 
 
 class WorldMiddleware:
-    """Wraps moto's WSGI app: records, injects faults, validates, then lets the world react."""
+    """Wraps moto's WSGI app: records, injects faults, throttles, validates, then lets the world react."""
 
     def __init__(
         self,
@@ -166,6 +178,8 @@ class WorldMiddleware:
         log: RequestLog,
         clock: Callable[[], datetime],
         hooks: CallHooks,
+        throttle: Throttle | None = None,
+        account_of: Callable[[str], str] = lambda _key: "",
     ) -> None:
         self._app = app
         self._lock = lock
@@ -173,10 +187,12 @@ class WorldMiddleware:
         self._log = log
         self._clock = clock
         self._hooks = hooks
+        self._throttle = throttle
+        self._account_of = account_of
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = _read_body(environ)
-        call = identify(environ, body)
+        call = identify(environ, body, self._account_of)
         if call is None:
             with self._lock:
                 reply = _invoke(self._app, environ)
@@ -195,6 +211,11 @@ class WorldMiddleware:
                     continue
                 error = error_reply(call.protocol, call.service, rule.kind)
                 self._record(call, error.status, rule.kind.value)
+                return _respond(start_response, error.status, error.headers, error.body)
+            throttle = self._throttle
+            if throttle is not None and not throttle.admit(call.account, call.region, call.service, call.operation):
+                error = error_reply(call.protocol, call.service, FaultKind.THROTTLE)
+                self._record(call, error.status, FaultKind.THROTTLE.value)
                 return _respond(start_response, error.status, error.headers, error.body)
 
         def invoke(operation: str, params: Mapping[str, Any]) -> Reply:
@@ -219,7 +240,7 @@ class WorldMiddleware:
 
     def _record(self, call: ApiCall, status: int, fault: str | None) -> None:
         if not call.internal:
-            self._log.append(call.service, call.operation, self._clock(), status, fault)
+            self._log.append(call.service, call.operation, self._clock(), status, fault, account=call.account)
 
     def _invoke_json(self, environ: WSGIEnvironment, operation: str, params: Mapping[str, Any]) -> Reply:
         """Call another operation of the same JSON service with the caller's credentials."""

@@ -12,9 +12,11 @@ attributes, so its objects appear here as `MotoObject` (Any), and nowhere else.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from moto.autoscaling.models import autoscaling_backends
@@ -26,13 +28,15 @@ from moto.ecs.models import Container, Task, ecs_backends
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup, elbv2_backends
 from moto.events.models import events_backends
 from moto.events.utils import EventTemplateParser
-from moto.iam.models import iam_backends
+from moto.iam.models import get_account_id_from, iam_backends
 from moto.logs.models import logs_backends
 from moto.moto_api import state_manager
 from moto.moto_api._internal import mock_random
 from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.secretsmanager.models import secretsmanager_backends
+from moto.sqs.models import sqs_backends
+from moto.sts.models import sts_backends
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -222,14 +226,42 @@ class TaskView:
 # --- backends ----------------------------------------------------------------------------------------------
 
 
-_backends: dict[tuple[str, str], MotoObject] = {}
+# --- accounts ----------------------------------------------------------------------------------------------
+
+# moto keeps one set of backends per account. Every function here reads and writes the account the
+# caller is working in: the world's default one, or another inside `in_account`.
+_account: ContextVar[str] = ContextVar("ecs_sim_account", default=ACCOUNT_ID)
+
+
+@contextmanager
+def in_account(account_id: str) -> Iterator[None]:
+    """Work in `account_id`'s backends for the duration of the block (this thread only)."""
+    token = _account.set(account_id)
+    try:
+        yield
+    finally:
+        _account.reset(token)
+
+
+def current_account() -> str:
+    return _account.get()
+
+
+def account_of_access_key(access_key: str) -> str:
+    """The account an access key belongs to, as moto decides it: temporary keys from AssumeRole belong to
+    the role's account, anything unknown to the default account."""
+    return str(get_account_id_from(access_key))
+
+
+_backends: dict[tuple[str, str, str], MotoObject] = {}
 
 
 def _backend(name: str, backends: MotoObject, key: str) -> MotoObject:
     # BackendDict lookups cost more than the world's own work on a large fleet; reset() clears this.
-    found = _backends.get((name, key))
+    account = _account.get()
+    found = _backends.get((account, name, key))
     if found is None:
-        found = _backends[(name, key)] = backends[ACCOUNT_ID][key]
+        found = _backends[(account, name, key)] = backends[account][key]
     return found
 
 
@@ -332,8 +364,9 @@ def create_service_in_process(
     network_configuration: dict[str, Any] | None,
     tags: list[dict[str, str]],
 ) -> None:
-    """CreateService without HTTP, for building large fleets quickly."""
-    _ecs(region).create_service(
+    """CreateService without HTTP, for building large fleets quickly. The network configuration is the
+    caller's (valid) one and is set as it is: moto's own check of it costs more than the rest."""
+    service = _ecs(region).create_service(
         cluster,
         name,
         desired_count,
@@ -341,9 +374,10 @@ def create_service_in_process(
         load_balancers=load_balancers,
         tags=tags,
         launch_type=launch_type,
-        network_configuration=network_configuration,
+        network_configuration=None,
         propagate_tags="NONE",
     )
+    service.network_configuration = network_configuration
 
 
 def register_task_definition_in_process(region: str, family: str, definition: Mapping[str, Any]) -> str:
@@ -480,15 +514,17 @@ def _new_task(region: str, cluster: str, task_id: str) -> MotoObject:
     task.cluster_name = cluster
     task.cluster_arn = backend.clusters[cluster].arn
     task.region_name = region
-    task._account_id = ACCOUNT_ID
+    task._account_id = _account.get()
     task._backend = backend
     task.resource_requirements = None
     task.network_configuration = {}
     return task
 
 
-def _container(view: ContainerView, task_arn: str) -> MotoObject:
-    container: MotoObject = Container.__new__(Container)
+def _container(view: ContainerView, task_arn: str, known: MotoObject | None = None) -> MotoObject:
+    # The same container again: its moto object is updated, not replaced (each new model object is
+    # remembered by moto until the next reset).
+    container: MotoObject = known if known is not None else Container.__new__(Container)
     container.container_arn = view.container_arn
     container.task_arn = task_arn
     container.name = view.name
@@ -498,6 +534,8 @@ def _container(view: ContainerView, task_arn: str) -> MotoObject:
     container.last_status = view.last_status
     if view.exit_code is not None:
         container.exitCode = view.exit_code  # moto's attribute is literally `exitCode`
+    elif hasattr(container, "exitCode"):
+        del container.exitCode
     container.reason = view.reason
     container.cpu = view.cpu
     container.memory = view.memory
@@ -512,7 +550,7 @@ def upsert_task(region: str, view: TaskView) -> str:
     """Create or update a task so that ListTasks and DescribeTasks show `view`; returns its ARN."""
     backend = _ecs(region)
     tasks = backend.tasks.setdefault(view.cluster, {})
-    arn = f"arn:aws:ecs:{region}:{ACCOUNT_ID}:task/{view.cluster}/{view.task_id}"
+    arn = f"arn:aws:ecs:{region}:{_account.get()}:task/{view.cluster}/{view.task_id}"
     task = tasks.get(arn)
     if task is None:
         task = _new_task(region, view.cluster, view.task_id)
@@ -524,7 +562,8 @@ def upsert_task(region: str, view: TaskView) -> str:
     task.capacity_provider_name = view.capacity_provider_name
     task.last_status = view.last_status
     task.desired_status = view.desired_status
-    task.containers = [_container(c, arn) for c in view.containers]
+    known = {c.container_arn: c for c in getattr(task, "containers", None) or ()}
+    task.containers = [_container(c, arn, known.get(c.container_arn)) for c in view.containers]
     task.cpu = view.cpu
     task.memory = view.memory
     task.created_at = view.created_at
@@ -645,7 +684,7 @@ def deregister_container_instance(region: str, cluster: str, container_instance_
 
 
 def container_instance_arn(region: str, cluster: str, container_instance_id: str) -> str:
-    return f"arn:aws:ecs:{region}:{ACCOUNT_ID}:container-instance/{cluster}/{container_instance_id}"
+    return f"arn:aws:ecs:{region}:{_account.get()}:container-instance/{cluster}/{container_instance_id}"
 
 
 # --- capacity --------------------------------------------------------------------------------------------
@@ -865,12 +904,62 @@ def has_event_rules(region: str) -> bool:
     return bool(bus is not None and bus.rules)
 
 
-def put_events(region: str, entries: Sequence[Mapping[str, Any]]) -> None:
-    """PutEvents on the default bus, so that rules deliver to their targets (SQS queues included).
-    `Time` may be a datetime; it goes in as epoch seconds, the way the SDK sends it."""
-    backend = _backend("events", events_backends, region)
-    prepared = [
-        {**e, "Time": e["Time"].timestamp()} if isinstance(e.get("Time"), datetime) else dict(e) for e in entries
-    ]
-    for start in range(0, len(prepared), 10):
-        backend.put_events(prepared[start : start + 10])
+def deliver_event(region: str, event: Mapping[str, Any]) -> None:
+    """Hand one event to the targets of every enabled rule on the default bus that matches it, as
+    EventBridge does; `event` is the envelope (`id`, `detail-type`, `source`, `account`, `time` as a
+    datetime, `region`, `resources`, `detail`). The event keeps its id, so a duplicate delivery looks
+    like one. A standard SQS queue without an input transformer gets the envelope itself (moto's own
+    templating costs more than the rest of a large world's tick); other targets go through moto."""
+    bus = _backend("events", events_backends, region).event_buses.get("default")
+    if bus is None:
+        return
+    at = event["time"]
+    epoch = at.timestamp() if isinstance(at, datetime) else float(at)
+    message = {"version": "0", **event, "time": epoch, "ingestion-time": epoch}
+    for rule in list(bus.rules.values()):
+        if rule.state != "ENABLED" or not rule.event_pattern.matches_event(message):
+            continue
+        if all(_plain_queue(target) for target in rule.targets):
+            body = {
+                "version": "0",
+                "id": event["id"],
+                "detail-type": event["detail-type"],
+                "source": event["source"],
+                "account": event["account"],
+                "time": datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": event["region"],
+                "resources": event["resources"],
+                "detail": event["detail"],
+            }
+            queues = _backend("sqs", sqs_backends, region)
+            for target in rule.targets:
+                queues.send_message(queue_name=str(target["Arn"]).rsplit(":", 1)[-1], message_body=json.dumps(body))
+        else:
+            rule.send_to_targets(dict(message))
+
+
+def _plain_queue(target: Mapping[str, Any]) -> bool:
+    arn = str(target.get("Arn", ""))
+    return (
+        arn.startswith("arn:aws:sqs:")
+        and not arn.endswith(".fifo")
+        and "InputTransformer" not in target
+        and "InputPath" not in target
+        and "Input" not in target
+    )
+
+
+# --- STS and IAM trust -------------------------------------------------------------------------------------
+
+
+def role_trust_policy(role_name: str) -> str | None:
+    """The trust policy (AssumeRolePolicyDocument, as stored) of a role in the current account."""
+    role = next((r for r in _iam().roles.values() if r.name == role_name), None)
+    return None if role is None else str(role.assume_role_policy_document)
+
+
+def caller_arn(access_key: str, region: str) -> str:
+    """Who is calling with `access_key`, as GetCallerIdentity would answer (moto's own answer)."""
+    account = account_of_access_key(access_key)
+    _, arn, _ = sts_backends[account][_PARTITION].get_caller_identity(access_key, region)
+    return str(arn)

@@ -45,6 +45,7 @@ class RecordedRequest:
     at: datetime
     status: int
     fault: str | None = None
+    account: str | None = None  # the account the request was made in
 
     @property
     def mutating(self) -> bool:
@@ -62,9 +63,11 @@ class RequestLog:
         self._lock = threading.Lock()
         self._items: list[RecordedRequest] = []
 
-    def append(self, service: str, operation: str, at: datetime, status: int, fault: str | None) -> None:
+    def append(
+        self, service: str, operation: str, at: datetime, status: int, fault: str | None, *, account: str | None = None
+    ) -> None:
         with self._lock:
-            self._items.append(RecordedRequest(len(self._items), service, operation, at, status, fault))
+            self._items.append(RecordedRequest(len(self._items), service, operation, at, status, fault, account))
 
     def all(self) -> list[RecordedRequest]:
         with self._lock:

@@ -202,3 +202,8 @@ def asg_set_desired_above_max(desired: int, max_size: int) -> str:
 
 def asg_set_desired_below_min(desired: int, min_size: int) -> str:
     return f"New SetDesiredCapacity value {desired} is below min value {min_size} for the AutoScalingGroup."
+
+
+def assume_role_denied(caller_arn: str, role_arn: str) -> str:
+    """STS refusing AssumeRole: no such role, or its trust policy does not let the caller in."""
+    return f"User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"

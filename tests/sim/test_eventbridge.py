@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
+import pytest
+
 from agent.sim import World
+from agent.sim.eventbridge import DeliveryProfile
+from tests.sim.times import START
 
 
 def _drain(world: World) -> list[dict[str, Any]]:
@@ -106,3 +111,63 @@ def test_placement_failures_are_service_actions(world: World) -> None:
 def test_no_queue_no_events(web: World) -> None:
     assert web.events_queue_url is None
     assert web.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+def _churn(world: World) -> list[dict[str, Any]]:
+    """Ten services of which three fail to start: many task state changes, collected from the queue."""
+    world.configure_events_queue()
+    world.add_fargate_cluster("prod")
+    world.push_image("app", "v1")
+    for index in range(10):
+        image = "app:v1" if index >= 3 else "app:missing"
+        world.add_service("prod", f"svc-{index}", image=image, desired_count=2, load_balanced=False)
+    world.advance(300)
+    events = _drain(world)
+    world.advance(120)  # whatever was still on its way
+    return events + _drain(world)
+
+
+def test_realistic_delivery_is_late_duplicated_and_out_of_order(world: World):
+    delivery = world.event_delivery(
+        DeliveryProfile(min_delay=0.0, max_delay=12.0, late_rate=0.1, late_delay=40.0, duplicate_rate=0.2)
+    )
+    events = _churn(world)
+    ids = Counter(e["id"] for e in events)
+    assert delivery.duplicated > 0
+    assert sum(count - 1 for count in ids.values()) == delivery.duplicated, "a duplicate keeps the event's id"
+    assert len(ids) == delivery.sent, "every event arrives at least once"
+    assert any(v != sorted(v) for v in _task_versions(events).values()), "some task's changes arrive out of order"
+    assert delivery.in_flight == 0
+
+
+def test_delivery_is_reproducible_from_the_seed():
+    def run() -> list[tuple[str, str]]:
+        with World.start(seed=11, start_time=START) as world:
+            world.event_delivery(DeliveryProfile.realistic())
+            return [(e["id"], e["detail-type"]) for e in _churn(world)]
+
+    first, second = run(), run()
+    assert first == second
+    assert len(first) > 50
+
+
+def test_immediate_delivery_keeps_order_and_sends_each_event_once(world: World):
+    events = _churn(world)
+    assert len({e["id"] for e in events}) == len(events)
+    for versions in _task_versions(events).values():
+        assert versions == sorted(versions)
+
+
+def _task_versions(events: list[dict[str, Any]]) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = {}
+    for event in events:
+        if event["detail-type"] == "ECS Task State Change":
+            versions.setdefault(event["detail"]["taskArn"], []).append(event["detail"]["version"])
+    return versions
+
+
+def test_delivery_profiles_reject_nonsense():
+    with pytest.raises(ValueError, match="min <= max"):
+        DeliveryProfile(min_delay=5, max_delay=1)
+    with pytest.raises(ValueError, match="probability"):
+        DeliveryProfile(duplicate_rate=1.5)

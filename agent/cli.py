@@ -9,7 +9,7 @@ Exit codes:
   1  an action failed
   2  bad input or configuration (a setting, a policy, a cluster that does not exist, a region
      without clusters, credentials that may not list them, more replicas than leader election allows)
-  3  `once --exit-code`: a change is proposed or waits for approval
+  3  `once --exit-code`: a change is proposed or waits for approval (advice alone, `notify`, is not a change)
   4  the pass was partial: some reads failed, and the output lists them
   5  the pass failed: nothing could be read (an endpoint that does not answer, every read refused)
 """
@@ -235,7 +235,7 @@ def _pass_exit_code(report: PassReport, region: str | None, *, proposals_exit: b
     if report.result == "partial":
         return EXIT_PARTIAL
     waiting = (Outcome.PROPOSED, Outcome.AWAITING_APPROVAL)
-    if proposals_exit and any(p.outcome in waiting for p in report.proposals):
+    if proposals_exit and any(p.outcome in waiting and p.plan.mutates for p in report.proposals):
         return EXIT_PROPOSALS
     return EXIT_OK
 

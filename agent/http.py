@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.report import public_proposal
+from agent.report import printable, public_proposal
 
 if TYPE_CHECKING:
     from agent.metrics import Metrics
@@ -100,11 +100,11 @@ class Health:
         return True, "ready"
 
 
-def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, health: Health, read_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "ecs-medic"
         sys_version = ""
-        timeout = READ_TIMEOUT_SECONDS  # StreamRequestHandler sets it on the socket: reads never hang
+        timeout = read_timeout  # StreamRequestHandler sets it on the socket: reads never hang
 
         def do_GET(self) -> None:
             self._answer(head=False)
@@ -130,7 +130,7 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
                 lines = ["ecs-medic", "", *(f"{name:<12}{what}" for name, what in ENDPOINTS.items())]
                 self._send(200, ("\n".join(lines) + "\n").encode(), _TEXT, head=head)
             else:
-                self._error(404, f"not found: {path}; try {', '.join(ENDPOINTS)} or /", head=head)
+                self._error(404, f"not found: {printable(path)}; try {', '.join(ENDPOINTS)} or /", head=head)
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """The standard library's errors are HTML pages; ours are one line of text (or JSON if asked)."""
@@ -144,7 +144,8 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
             self._error(code, what, head=self.command == "HEAD", headers=allowed)
 
         def _error(self, code: int, message: str, *, head: bool, headers: dict[str, str] | None = None) -> None:
-            if "application/json" in (self.headers.get("Accept", "") if self.headers else ""):
+            headers_in = getattr(self, "headers", None)  # absent when the request line itself was bad
+            if headers_in is not None and "application/json" in headers_in.get("Accept", ""):
                 body, content_type = json.dumps({"error": message, "status": code}).encode() + b"\n", "application/json"
             else:
                 body, content_type = (message + "\n").encode(), _TEXT
@@ -169,9 +170,12 @@ def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+_BUSY_BODY = b"busy: every worker is answering\n"
 _BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 31\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy: every worker is answering\n"
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    + f"Content-Length: {len(_BUSY_BODY)}\r\n".encode()
+    + b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+    + _BUSY_BODY
 )
 
 
@@ -244,9 +248,11 @@ class StatusServer:
         health: Health,
         port: int,
         host: str = "0.0.0.0",  # noqa: S104 - probes and scrapes come from outside the container
+        *,
         workers: int = WORKERS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
-        self._server = _BoundedServer((host, port), _handler(metrics, health), workers)
+        self._server = _BoundedServer((host, port), _handler(metrics, health, read_timeout), workers)
         self._thread = threading.Thread(target=self._server.serve_forever, name="ecs-medic-http", daemon=True)
 
     @property
@@ -257,10 +263,15 @@ class StatusServer:
     def refused(self) -> int:
         return self._server.refused
 
+    @property
+    def backlog(self) -> int:
+        return int(self._server.request_queue_size)
+
     def start(self) -> StatusServer:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()

@@ -53,12 +53,24 @@ mapfile -t bases < <(awk 'toupper($1) == "FROM" { print $2 }' Dockerfile | sort 
 [ "${#bases[@]}" = 1 ] || die "expected one base image in Dockerfile, found: ${bases[*]}"
 BASE=${bases[0]}
 case $BASE in */*) FULL_BASE=$BASE ;; *) FULL_BASE=docker.io/library/$BASE ;; esac
+case $BASE in *@sha256:*) ;; *) die "the base image $BASE is not pinned by digest (FROM name:tag@sha256:...)" ;; esac
+DOCKERFILE=Dockerfile
 
 if buildah "${STORE[@]}" inspect --type image "$FULL_BASE" >/dev/null 2>&1; then
   log "base $FULL_BASE: already in $STATE"
 elif timeout 60 buildah "${STORE[@]}" pull --quiet "$FULL_BASE" >/dev/null 2>&1; then
   log "base $FULL_BASE: pulled"
 else
+  # A local image cannot carry a registry digest: the stand-in is tagged with the name alone, and the
+  # build reads a copy of the Dockerfile whose FROM lines drop the digest.
+  DOCKERFILE=$STATE/Dockerfile.stand-in
+  sed -E 's/^(FROM[[:space:]]+[^[:space:]@]+)@sha256:[0-9a-f]+/\1/I' Dockerfile > "$DOCKERFILE"
+  FULL_BASE=${FULL_BASE%@*}
+  NOT_PROVEN+=("the pinned digest $BASE: it cannot be pulled here")
+fi
+if [ "$DOCKERFILE" != Dockerfile ] && buildah "${STORE[@]}" inspect --type image "$FULL_BASE" >/dev/null 2>&1; then
+  log "base $FULL_BASE: stand-in already in $STATE"
+elif [ "$DOCKERFILE" != Dockerfile ]; then
   log "base $FULL_BASE: cannot be pulled; making a debootstrap stand-in (about 40 s)"
   rootfs=$(mktemp -d)
   chmod 0755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would lock out non-root users
@@ -84,7 +96,7 @@ mounts=()
 [ -f "$CA_BUNDLE" ] && mounts=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
 b0=$(date +%s)
 buildah "${STORE[@]}" bud --isolation chroot --format docker --pull=never --layers=false \
-  "${mounts[@]}" -t "$IMAGE" . || die "buildah bud"
+  "${mounts[@]}" -f "$DOCKERFILE" -t "$IMAGE" . || die "buildah bud"
 PROVEN+=("the Dockerfile builds: both stages, wheels, venv, policies copied ($(( $(date +%s) - b0 )) s)")
 podman "${STORE[@]}" image prune -f >/dev/null 2>&1 || true  # earlier builds' images (vfs copies every layer)
 

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +51,7 @@ def _wait(condition, seconds: float) -> bool:
     return False
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors (Linux)")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to count descriptors (Linux)")
 def test_out_of_descriptors_the_agent_degrades_and_recovers():
     with World.start(seed=11, start_time=datetime.now(UTC) - timedelta(minutes=30)) as world:
         prepare(world, SCENARIOS["healthy"])
@@ -69,7 +70,7 @@ def test_out_of_descriptors_the_agent_degrades_and_recovers():
         held: list[socket.socket] = []
         try:
             assert _wait(lambda: _status(f"{base}/readyz") == 200, 60), "not ready in 60 s"
-            in_use = len(os.listdir(f"/proc/{agent.pid}/fd"))
+            in_use = len(list(Path(f"/proc/{agent.pid}/fd").iterdir()))
             soft, hard = resource.prlimit(agent.pid, resource.RLIMIT_NOFILE)
             resource.prlimit(agent.pid, resource.RLIMIT_NOFILE, (in_use + 4, hard))  # the soft limit, as ulimit -n
             for _ in range(80):  # far more than the agent may open: the kernel queues the rest

@@ -250,6 +250,7 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         raise UsageError("diagnose takes either --input FILE or --cluster C --service S, not both")
     if args.region or args.profile:
         raise UsageError("diagnose --input reads no AWS API: --region and --profile are for --cluster/--service")
+    log = _offline_logs(args)
     if args.input == "-":
         text, source = stdin.read(MAX_INPUT_CHARS + 1), "<stdin>"
         _check_size(len(text), source)
@@ -257,11 +258,29 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         text, source = _read_file(args.input), args.input
     document = parse_describe_output(text, source)
     findings = diagnose_document(tasks=document.tasks, services=document.services, failures=document.failures)
+    log.info(
+        "input_diagnosed",
+        source=source,
+        tasks=len(document.tasks),
+        services=len(document.services),
+        failures=len(document.failures),
+        findings=len(findings),
+    )
     if args.output != "text":
         _emit({"findings": [finding_to_dict(f) for f in findings]}, args.output, stdout)
     else:
         stdout.write(render_text(findings))
     return EXIT_OK
+
+
+def _offline_logs(args: argparse.Namespace) -> Any:  # noqa: ANN401 - structlog
+    """Logs for `diagnose --input`, from the flags alone: it reads no setting, so it starts fast."""
+    from agent import logs  # noqa: PLC0415
+    from agent.settings import LogFormat, LogLevel  # noqa: PLC0415
+
+    level = LogLevel.ERROR if args.quiet else LogLevel(args.log_level or LogLevel.WARNING)
+    logs.configure(LogFormat(args.log_format or LogFormat.CONSOLE), stream=sys.stderr, level=level)
+    return logs.logger()
 
 
 def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:

@@ -187,3 +187,12 @@ def test_text_output_strips_terminal_escapes_from_what_ecs_and_applications_wrot
     assert code == 0
     assert "\x1b" not in out  # JSON escapes control characters itself (\u001b): the evidence stays exact
     assert "boom" in json.loads(out)["findings"][0]["evidence"][0]
+
+
+def test_log_flags_work_offline_too(capsys):
+    assert run(["diagnose", "--input", str(SAMPLE), "--log-level", "info", "--log-format", "json"])[0] == 0
+    [line] = capsys.readouterr().err.splitlines()
+    logged = json.loads(line)
+    assert (logged["event"], logged["tasks"], logged["findings"]) == ("input_diagnosed", 4, 7)
+    assert run(["diagnose", "--input", str(SAMPLE)])[0] == 0
+    assert capsys.readouterr().err == ""

@@ -6,26 +6,25 @@ first use so that `diagnose --input` starts without it.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-
-@functools.cache
-def _arn_parser() -> Any:  # noqa: ANN401 - botocore is untyped
-    from botocore.utils import ArnParser  # noqa: PLC0415 - see the module's docstring
-
-    return ArnParser()
+_PARSER: Any = None
 
 
 def parse_arn(arn: str | None) -> dict[str, str] | None:
-    """`{partition, service, region, account, resource}` of an ARN; None for anything else."""
+    """`{partition, service, region, account, resource}` of an ARN (a new dict); None for anything else."""
+    global _PARSER  # noqa: PLW0603 - botocore's parser, loaded on first use (see the module's docstring)
     if not arn or not arn.startswith("arn:"):
         return None
+    if _PARSER is None:
+        from botocore.utils import ArnParser  # noqa: PLC0415
+
+        _PARSER = ArnParser()
     try:
-        parsed: dict[str, str] = _arn_parser().parse_arn(arn)
+        parsed: dict[str, str] = _PARSER.parse_arn(arn)
     except ValueError:  # botocore's InvalidArnException: fewer than six parts
         return None
     return parsed

@@ -13,6 +13,7 @@ descriptors makes it refuse connections for a moment; it never stops the agent.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import socket
@@ -191,6 +192,8 @@ class _BoundedServer(HTTPServer):
         super().__init__(address, handler)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecs-medic-http")
         self._slots = threading.BoundedSemaphore(workers + PENDING)
+        self._open: set[socket.socket] = set()  # connections a worker holds or will take
+        self._open_lock = threading.Lock()
         self.refused = 0  # connections answered "busy" or dropped for want of descriptors
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -207,9 +210,13 @@ class _BoundedServer(HTTPServer):
         if not self._slots.acquire(blocking=False):
             self._refuse(request)
             return
+        with self._open_lock:
+            self._open.add(request)
         try:
             self._pool.submit(self._work, request, client_address)
         except RuntimeError:  # no thread could be started: answer busy rather than fail
+            with self._open_lock:
+                self._open.discard(request)
             self._slots.release()
             self._refuse(request)
 
@@ -228,6 +235,8 @@ class _BoundedServer(HTTPServer):
         try:
             self.finish_request(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.discard(request)
             self.shutdown_request(request)
             self._slots.release()
 
@@ -236,6 +245,10 @@ class _BoundedServer(HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        with self._open_lock:  # a worker waiting on an idle client returns at once: shutdown never waits
+            for request in self._open:
+                with contextlib.suppress(OSError):
+                    request.shutdown(socket.SHUT_RDWR)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

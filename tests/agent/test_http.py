@@ -189,3 +189,19 @@ def test_listens_on_ipv6_when_asked():
         connection.close()
     finally:
         server.stop()
+
+
+def test_stopping_does_not_wait_for_idle_clients():
+    server = StatusServer(Metrics(CollectorRegistry()), Health(120), 0, host="127.0.0.1", read_timeout=30).start()
+    idle = _idle_connections(server.port, 3)
+    try:
+        time.sleep(0.3)  # the server accepts them (another thread's work, not simulated time)
+        started = time.monotonic()
+        server.stop()
+        for sock in idle:
+            sock.settimeout(5)
+            assert sock.recv(1024) == b""  # closed by the server, long before the 30 s read timeout
+        assert time.monotonic() - started < 3
+    finally:
+        for sock in idle:
+            sock.close()

@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[sim,dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[sim,html,dev]'
 	touch $(INSTALLED)
 
 ## demo: the agent against the embedded simulated ECS world, every scenario, acting (--enforce)

@@ -1,22 +1,46 @@
-"""Names out of AWS identifiers: ARNs, image references, ECS timestamps. Pure string work."""
+"""Names out of AWS identifiers: ARNs, image references, ECS timestamps. Pure string work.
+
+ARNs are split by botocore's own parser (string work only: nothing here talks to AWS), loaded on
+first use so that `diagnose --input` starts without it.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+_PARSER: Any = None
+
+
+def parse_arn(arn: str | None) -> dict[str, str] | None:
+    """`{partition, service, region, account, resource}` of an ARN (a new dict); None for anything else."""
+    global _PARSER  # noqa: PLW0603 - botocore's parser, loaded on first use (see the module's docstring)
+    if not arn or not arn.startswith("arn:"):
+        return None
+    if _PARSER is None:
+        from botocore.utils import ArnParser  # noqa: PLC0415
+
+        _PARSER = ArnParser()
+    try:
+        parsed: dict[str, str] = _PARSER.parse_arn(arn)
+    except ValueError:  # botocore's InvalidArnException: fewer than six parts
+        return None
+    return parsed
 
 
 def resource_name(arn_or_name: str) -> str:
     """`arn:aws:ecs:...:cluster/prod` -> `prod`; a bare name is returned as it is."""
-    return arn_or_name.rsplit("/", 1)[-1] if arn_or_name.startswith("arn:") else arn_or_name
+    parsed = parse_arn(arn_or_name)
+    if parsed is None:
+        return arn_or_name.rsplit("/", 1)[-1] if arn_or_name.startswith("arn:") else arn_or_name
+    return parsed["resource"].rsplit("/", 1)[-1]
 
 
 def region_of(arn: str | None) -> str | None:
-    if not arn or not arn.startswith("arn:"):
-        return None
-    parts = arn.split(":")
-    return (parts[3] or None) if len(parts) > 3 else None
+    parsed = parse_arn(arn)
+    return (parsed["region"] or None) if parsed else None
 
 
 def task_id(task_arn: str) -> str:
@@ -26,9 +50,8 @@ def task_id(task_arn: str) -> str:
 
 def cluster_of_task(task_arn: str) -> str | None:
     """New-format task ARNs carry the cluster: `task/<cluster>/<id>`."""
-    if not task_arn.startswith("arn:"):
-        return None
-    path = task_arn.split(":", 5)[-1].split("/")
+    parsed = parse_arn(task_arn)
+    path = parsed["resource"].split("/") if parsed else []
     return path[1] if len(path) == 3 else None
 
 

@@ -1,6 +1,17 @@
 """The `ecs-medic` command. Every error a person can cause becomes one clear line and an exit code.
 
-Exit codes: 0 done (whatever was found), 1 an action failed, 2 bad input or configuration.
+One-shot commands print their result on stdout (`-o text|json|yaml`) and keep their logs on
+stderr, warnings and errors only unless asked (`--log-level`, `-q`), readable on a terminal and
+JSON when asked (`--log-format json`). `run` logs JSON lines on stdout, as a container should.
+
+Exit codes:
+  0  done (whatever was found)
+  1  an action failed
+  2  bad input or configuration (a setting, a policy, a cluster that does not exist, a region
+     without clusters, credentials that may not list them, more replicas than leader election allows)
+  3  `once --exit-code`: a change is proposed or waits for approval (advice alone, `notify`, is not a change)
+  4  the pass was partial: some reads failed, and the output lists them
+  5  the pass failed: nothing could be read (an endpoint that does not answer, every read refused)
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -19,9 +30,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pydantic import ValidationError
 
 from agent import __version__
-from agent.describe_json import InputError, parse_describe_output
+from agent.describe_json import MAX_INPUT_CHARS, InputError, parse_describe_output
 from agent.diagnose import diagnose_document
-from agent.report import finding_to_dict, render_proposals, render_text
+from agent.report import finding_to_dict, plural, printable, render_proposals, render_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,10 +44,32 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ACTION_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_PROPOSALS = 3
+EXIT_PARTIAL = 4
+EXIT_FAILED = 5
+
+OUTPUTS = ("text", "json", "yaml")
 
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit 2."""
+
+
+# --- AWS: the standard configuration, and --region / --profile over it ---------------------------------
+
+_AWS: dict[str, str | None] = {"region": None, "profile": None}
+
+
+def aws_session() -> Any:  # noqa: ANN401 - boto3 sessions are untyped
+    """A boto3 session for `--profile` and `--region` (else AWS_REGION, AWS_DEFAULT_REGION, the profile's)."""
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import ProfileNotFound  # noqa: PLC0415
+
+    region = _AWS["region"] or os.environ.get("AWS_REGION") or None
+    try:
+        return boto3.session.Session(profile_name=_AWS["profile"], region_name=region)
+    except ProfileNotFound:
+        raise UsageError(f"no AWS profile {_AWS['profile']!r} in the AWS config or credentials files") from None
 
 
 # --- settings: environment first, flags override ------------------------------------------------------
@@ -51,11 +84,15 @@ def _settings(args: argparse.Namespace, **forced: Any) -> Settings:  # noqa: ANN
         ("policies", "policies"),
         ("interval", "poll_interval_seconds"),
         ("port", "metrics_port"),
+        ("listen", "listen_address"),
         ("log_format", "log_format"),
+        ("log_level", "log_level"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[name] = value
+    if getattr(args, "quiet", False):
+        overrides["log_level"] = "error"
     if getattr(args, "clusters", None) is not None:
         overrides["clusters"] = args.clusters
     overrides.update(forced)
@@ -69,6 +106,20 @@ def _settings(args: argparse.Namespace, **forced: Any) -> Settings:  # noqa: ANN
         raise UsageError(f"bad setting: {problems}") from None
 
 
+def _configure_logs(settings: Settings, *, daemon: bool, stream: TextIO) -> Any:  # noqa: ANN401 - structlog
+    """Logs for a daemon (JSON, info, on stdout) or a one-shot command (console, warnings, on stderr)."""
+    from agent import logs  # noqa: PLC0415
+    from agent.settings import LogFormat, LogLevel, unknown_variables  # noqa: PLC0415
+
+    log_format = settings.log_format or (LogFormat.JSON if daemon else LogFormat.CONSOLE)
+    level = settings.log_level or (LogLevel.INFO if daemon else LogLevel.WARNING)
+    logs.configure(log_format, stream=stream, level=level)
+    log = logs.logger()
+    for variable, closest in unknown_variables():
+        log.warning("unknown_setting", variable=variable, did_you_mean=closest, effect="ignored")
+    return log
+
+
 @dataclass
 class _Runtime:
     settings: Settings
@@ -79,16 +130,15 @@ class _Runtime:
     log: Any
 
 
-def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
-    from agent import logs  # noqa: PLC0415 - the agent's imports load boto3; only agent commands pay for them
-    from agent.aws import AwsGateway  # noqa: PLC0415
+def _runtime(settings: Settings, *, daemon: bool = False) -> _Runtime:
+    from agent.aws import AwsGateway  # noqa: PLC0415 - the agent's imports load boto3; only agent commands pay
     from agent.metrics import Metrics  # noqa: PLC0415
     from agent.policy.loader import PolicyLoadError  # noqa: PLC0415
     from agent.policy.watch import PolicySource  # noqa: PLC0415
     from agent.reconciler import Reconciler  # noqa: PLC0415
     from agent.settings import Mode  # noqa: PLC0415
 
-    logs.configure(settings.log_format, stream=stream or sys.stderr)
+    log = _configure_logs(settings, daemon=daemon, stream=sys.stdout if daemon else sys.stderr)
     source = PolicySource(settings.policies)
     try:
         source.refresh()
@@ -104,16 +154,13 @@ def _runtime(settings: Settings, stream: TextIO | None = None) -> _Runtime:
         dry_run_allows=dry_run_allows(settings),
     )
     if not gateway.region:
-        raise UsageError("no AWS region: set AWS_REGION (or a profile with a region)")
-    reconciler = Reconciler(
-        aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=logs.logger()
-    )
-
+        raise UsageError("no AWS region: set AWS_REGION, pass --region, or use a profile with a region")
+    reconciler = Reconciler(aws=gateway, settings=settings, policies=source.policies, metrics=metrics, log=log)
     try:
         reconciler.identity = str(gateway.call("sts", "GetCallerIdentity", {})["Arn"])
     except Exception as error:  # noqa: BLE001 - without it approvals are still checked by their signature
-        logs.logger().warning("identity_unknown", error=f"{type(error).__name__}: {error}")
-    return _Runtime(settings, reconciler, source, gateway, metrics, logs.logger())
+        log.warning("identity_unknown", error=f"{type(error).__name__}: {error}")
+    return _Runtime(settings, reconciler, source, gateway, metrics, log)
 
 
 def _start_notifications(runtime: _Runtime) -> Any:  # noqa: ANN401 - agent.notify.Notifier
@@ -126,13 +173,6 @@ def _start_notifications(runtime: _Runtime) -> Any:  # noqa: ANN401 - agent.noti
     return notifier
 
 
-def aws_session() -> Any:  # noqa: ANN401 - boto3 sessions are untyped
-    """A boto3 session that also honours AWS_REGION (botocore itself reads only AWS_DEFAULT_REGION)."""
-    import boto3  # noqa: PLC0415
-
-    return boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
-
-
 def _now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -140,21 +180,85 @@ def _now() -> datetime:
 # --- output ----------------------------------------------------------------------------------------------
 
 
+def _emit(document: dict[str, Any], output: str, stdout: TextIO) -> None:
+    """A result document as JSON or YAML (the same fields either way)."""
+    if output == "yaml":
+        import yaml  # noqa: PLC0415
+
+        plain = json.loads(json.dumps(document, default=str))
+        yaml.safe_dump(plain, stdout, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+        return
+    json.dump(document, stdout, indent=2, default=str)
+    stdout.write("\n")
+
+
+def _error_to_dict(error: Any) -> dict[str, Any]:  # noqa: ANN401 - agent.observe.ObserveError
+    return {
+        "cluster": error.cluster,
+        "service": error.service,
+        "operation": error.operation,
+        "message": error.message,
+        "configuration": error.configuration,
+    }
+
+
+def _unread_lines(report: PassReport) -> list[str]:
+    lines = []
+    for error in report.errors:
+        where = f"{error.cluster}/{error.service}" if error.service else f"cluster {error.cluster}"
+        if error.cluster == "*":
+            where = "the clusters"
+        lines.append(f"could not read {printable(where)} ({error.operation}): {printable(error.message)}\n")
+    if report.result == "error":
+        lines.append("The pass saw no service: nothing above is known about the fleet.\n")
+    elif report.errors:
+        lines.append(
+            f"The pass was partial: {plural(len(report.errors), 'read')} failed; "
+            "what could not be read is neither diagnosed nor fixed.\n"
+        )
+    return lines
+
+
 def _print_pass(report: PassReport, output: str, stdout: TextIO, proposals: Sequence[Proposal] | None = None) -> None:
     shown = report.proposals if proposals is None else proposals
-    if output == "json":
+    if output != "text":
         document = {
+            "result": report.result,
+            "services": report.services,
             "findings": [finding_to_dict(f) for f in report.findings],
             "proposals": [p.to_dict() for p in shown],
+            "errors": [_error_to_dict(e) for e in report.errors],
         }
-        json.dump(document, stdout, indent=2, default=str)
-        stdout.write("\n")
+        _emit(document, output, stdout)
         return
+    stdout.writelines(_unread_lines(report))
     stdout.write(render_text(report.findings))
     stdout.write("\n")
     stdout.write(render_proposals(shown))
-    for error in report.errors:
-        stdout.write(f"could not read {error.cluster}/{error.service or '*'} ({error.operation}): {error.message}\n")
+
+
+def _pass_exit_code(report: PassReport, region: str | None, *, proposals_exit: bool = False) -> int:
+    """The exit code a pass earns; configuration errors are also said on stderr, one line each."""
+    from agent.decide import Outcome  # noqa: PLC0415
+
+    if report.configuration_errors:
+        for error in report.configuration_errors:
+            where = "" if error.cluster == "*" else f"cluster {error.cluster}: "
+            sys.stderr.write(
+                f"ecs-medic: bad configuration: {printable(where)}{printable(error.message)} "
+                f"(region {region}; check --clusters, ECS_MEDIC_CLUSTERS, --region and the credentials)\n"
+            )
+        return EXIT_BAD_INPUT
+    if report.result == "error":
+        return EXIT_FAILED
+    if report.failed_actions:
+        return EXIT_ACTION_FAILED
+    if report.result == "partial":
+        return EXIT_PARTIAL
+    waiting = (Outcome.PROPOSED, Outcome.AWAITING_APPROVAL)
+    if proposals_exit and any(p.outcome in waiting and p.plan.mutates for p in report.proposals):
+        return EXIT_PROPOSALS
+    return EXIT_OK
 
 
 # --- commands --------------------------------------------------------------------------------------------
@@ -165,48 +269,80 @@ def _diagnose(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         return _diagnose_live(args, stdout)
     if args.cluster or args.service:
         raise UsageError("diagnose takes either --input FILE or --cluster C --service S, not both")
+    if args.region or args.profile:
+        raise UsageError("diagnose --input reads no AWS API: --region and --profile are for --cluster/--service")
+    log = _offline_logs(args)
     if args.input == "-":
-        text, source = stdin.read(), "<stdin>"
+        text, source = stdin.read(MAX_INPUT_CHARS + 1), "<stdin>"
+        _check_size(len(text), source)
     else:
         text, source = _read_file(args.input), args.input
     document = parse_describe_output(text, source)
     findings = diagnose_document(tasks=document.tasks, services=document.services, failures=document.failures)
-    if args.output == "json":
-        json.dump({"findings": [finding_to_dict(f) for f in findings]}, stdout, indent=2)
-        stdout.write("\n")
+    log.info(
+        "input_diagnosed",
+        source=source,
+        tasks=len(document.tasks),
+        services=len(document.services),
+        failures=len(document.failures),
+        findings=len(findings),
+    )
+    if args.output != "text":
+        _emit({"findings": [finding_to_dict(f) for f in findings]}, args.output, stdout)
     else:
         stdout.write(render_text(findings))
     return EXIT_OK
 
 
+def _offline_logs(args: argparse.Namespace) -> Any:  # noqa: ANN401 - structlog
+    """Logs for `diagnose --input`, from the flags alone: it reads no setting, so it starts fast."""
+    from agent import logs  # noqa: PLC0415
+    from agent.settings import LogFormat, LogLevel  # noqa: PLC0415
+
+    level = LogLevel.ERROR if args.quiet else LogLevel(args.log_level or LogLevel.WARNING)
+    logs.configure(LogFormat(args.log_format or LogFormat.CONSOLE), stream=sys.stderr, level=level)
+    return logs.logger()
+
+
 def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:
-    from agent.inspect import inspect_service, render_inspection  # noqa: PLC0415
+    from agent.inspect import Check, inspect_service, render_inspection  # noqa: PLC0415
     from agent.observe import Observer  # noqa: PLC0415
     from agent.preflight import read_only_gateway  # noqa: PLC0415
+    from agent.report import facts_of  # noqa: PLC0415
     from agent.settings import Mode  # noqa: PLC0415
 
     if not (args.cluster and args.service):
         raise UsageError("diagnose needs --input FILE, or --cluster C and --service S for a live diagnosis")
     runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
+    region = runtime.gateway.region
     inspection = inspect_service(
         read_only_gateway(runtime.gateway.session),  # the checks also ask IAM's policy simulator
         Observer(runtime.gateway),
         args.cluster,
         args.service,
         now=_now(),
-        region=runtime.gateway.region,
+        region=region,
     )
     if inspection is None:
         raise UsageError(f"no active service {args.service} in cluster {args.cluster}")
-    if args.output == "json":
+
+    def facts(finding: Any) -> dict[str, str]:  # noqa: ANN401 - agent.model.Finding
+        return facts_of(inspection.view, finding, region)
+
+    if args.output != "text":
         document = {
-            "findings": [finding_to_dict(f) for f in inspection.findings],
+            "findings": [finding_to_dict(f, facts(f)) for f in inspection.findings],
             "checks": [c.to_dict() for c in inspection.checks],
         }
-        json.dump(document, stdout, indent=2)
-        stdout.write("\n")
-    else:
-        stdout.write(render_inspection(inspection) + "\n" + render_text(inspection.findings))
+        _emit(document, args.output, stdout)
+        return EXIT_OK
+    # Log lines and names come from AWS and applications: each is made one printable line first.
+    checks = tuple(
+        Check(printable(c.name), c.verdict, tuple(printable(line) for line in c.lines)) for c in inspection.checks
+    )
+    view = replace(inspection.view, cluster=printable(inspection.view.cluster), name=printable(inspection.view.name))
+    shown = replace(inspection, view=view, checks=checks)
+    stdout.write(render_inspection(shown) + "\n" + render_text(inspection.findings, facts))
     return EXIT_OK
 
 
@@ -255,8 +391,17 @@ def _add_preflight(commands: Any) -> None:  # noqa: ANN401 - argparse's subparse
     preflight.set_defaults(handler=_preflight)
 
 
+def _check_size(chars: int, source: str) -> None:
+    if chars > MAX_INPUT_CHARS:
+        raise UsageError(
+            f"{source}: larger than {MAX_INPUT_CHARS // 2**20} MiB; describe-* output for one service is a few "
+            "MiB at most: split the input"
+        )
+
+
 def _read_file(path: str) -> str:
     try:
+        _check_size(Path(path).stat().st_size, path)
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
@@ -269,12 +414,48 @@ def _read_file(path: str) -> str:
 
 
 def _once(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
+    from agent.policy.duration import parse_duration  # noqa: PLC0415
+
+    if args.passes < 1:
+        raise UsageError("--passes is at least 1")
+    if args.every is not None and args.passes == 1:
+        raise UsageError("--every is the time between passes: it needs --passes 2 or more")
     runtime = _runtime(_settings(args))
     notifier = _start_notifications(runtime)
-    report = runtime.reconciler.run_pass(_now())
-    notifier.close(10)  # what the pass announced goes out before the command ends
+    try:
+        every = parse_duration(args.every) if args.every is not None else runtime.settings.poll_interval_seconds
+    except ValueError as error:
+        raise UsageError(f"--every: {error}") from None
+    timeline = _timeline(args.timeline, f"ecs-medic once ({runtime.settings.mode.value})")
+    stop = threading.Event()
+    failed_actions = 0
+    report = None
+    for index in range(args.passes):
+        if index:
+            stop.wait(every)
+        report = runtime.reconciler.run_pass(_now())
+        failed_actions += report.failed_actions
+        if timeline is not None:
+            timeline.record(report)
+    assert report is not None  # noqa: S101 - at least one pass ran
+    notifier.close(10)  # what the passes announced goes out before the command ends
     _print_pass(report, args.output, stdout)
-    return EXIT_ACTION_FAILED if report.failed_actions else EXIT_OK
+    if timeline is not None:
+        timeline.write(args.timeline)
+    code = _pass_exit_code(report, runtime.gateway.region, proposals_exit=args.exit_code)
+    return EXIT_ACTION_FAILED if failed_actions and code in (EXIT_OK, EXIT_PARTIAL, EXIT_PROPOSALS) else code
+
+
+def _timeline(path: Path | None, title: str) -> Any:  # noqa: ANN401 - agent.timeline.Timeline
+    if path is None:
+        return None
+    try:
+        from agent.timeline import Timeline  # noqa: PLC0415 - needs the `html` extra (matplotlib)
+    except ImportError as error:
+        raise UsageError(f"--timeline needs: pip install 'ecs-medic[html]' ({error})") from None
+    if path.suffix not in (".html", ".htm", ".svg"):
+        raise UsageError(f"--timeline {path}: name an .html page (or an .svg chart)")
+    return Timeline(title)
 
 
 def _policies_validate(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
@@ -287,10 +468,34 @@ def _policies_validate(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO)
     try:
         loaded = load_policies(paths)
     except PolicyLoadError as error:
-        sys.stderr.write(f"{error}\n{len(error.errors)} problems; nothing was loaded\n")
+        if args.output != "text":
+            problems = [
+                {"file": e.file, "line": e.line, "column": e.column, "policy": e.policy, "field": e.field}
+                | {"message": e.message}
+                for e in error.errors
+            ]
+            _emit({"valid": False, "errors": problems}, args.output, stdout)
+        else:
+            sys.stderr.write(f"{error}\n{plural(len(error.errors), 'problem')}; nothing was loaded\n")
         return EXIT_BAD_INPUT
-    stdout.write(f"ok: {len(loaded.policies)} policies in {len(loaded.files)} files\n")
-    for policy in sorted(loaded.policies, key=lambda p: (-p.policy.spec.priority, p.name)):
+    ordered = sorted(loaded.policies, key=lambda p: (-p.policy.spec.priority, p.name))
+    if args.output != "text":
+        policies = [
+            {
+                "name": p.name,
+                "action": p.policy.spec.remediation.action,
+                "approval": p.policy.spec.approval,
+                "priority": p.policy.spec.priority,
+                "file": p.source,
+            }
+            for p in ordered
+        ]
+        _emit({"valid": True, "files": list(loaded.files), "policies": policies}, args.output, stdout)
+        return EXIT_OK
+    if args.quiet:
+        return EXIT_OK
+    stdout.write(f"ok: {plural(len(loaded.policies), 'policy', 'policies')} in {plural(len(loaded.files), 'file')}\n")
+    for policy in ordered:
         spec = policy.policy.spec
         how = f"{spec.remediation.action} ({spec.approval}, priority {spec.priority})"
         stdout.write(f"  {policy.name}: {how} <- {policy.source}\n")
@@ -298,10 +503,26 @@ def _policies_validate(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO)
 
 
 def _read_only_pass(args: argparse.Namespace) -> PassReport:
+    """A dry-run pass for `proposals` and `approve`; a configuration error or a blind pass stops here."""
     from agent.settings import Mode  # noqa: PLC0415
 
     runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
-    return runtime.reconciler.run_pass(_now())
+    report = runtime.reconciler.run_pass(_now())
+    code = _pass_exit_code(report, runtime.gateway.region)
+    if code == EXIT_BAD_INPUT:
+        raise _Exit(code)
+    if code == EXIT_FAILED:
+        reasons = "; ".join(f"{e.operation}: {e.message}" for e in report.errors[:3])
+        raise _Exit(code, f"ecs-medic: the pass read nothing: {printable(reasons)}\n")
+    return report
+
+
+class _Exit(Exception):  # noqa: N818 - not an error of the program: a decided exit code
+    """Stop the command with this exit code (the reason, if any, is written to stderr)."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 def _proposals(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
@@ -309,14 +530,20 @@ def _proposals(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
 
     report = _read_only_pass(args)
     shown = [p for p in report.proposals if args.all or p.outcome is Outcome.AWAITING_APPROVAL]
-    if args.output == "json":
-        json.dump({"proposals": [p.to_dict() for p in shown]}, stdout, indent=2)
-        stdout.write("\n")
-    elif not shown:
-        stdout.write("No proposals are waiting for approval.\n" if not args.all else "No proposals.\n")
+    if args.output != "text":
+        document = {
+            "result": report.result,
+            "proposals": [p.to_dict() for p in shown],
+            "errors": [_error_to_dict(e) for e in report.errors],
+        }
+        _emit(document, args.output, stdout)
     else:
-        stdout.write(render_proposals(shown))
-    return EXIT_OK
+        stdout.writelines(_unread_lines(report))
+        if not shown:
+            stdout.write("No proposals are waiting for approval.\n" if not args.all else "No proposals.\n")
+        else:
+            stdout.write(render_proposals(shown))
+    return EXIT_PARTIAL if report.result == "partial" else EXIT_OK
 
 
 def _approve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
@@ -376,7 +603,20 @@ def _demo(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
     unknown = [name for name in args.scenario if name not in SCENARIOS]
     if unknown:
         raise UsageError(f"no scenario {', '.join(unknown)}; valid: {', '.join(SCENARIOS)}")
-    return demo.run_demo(args.scenario, enforce=args.enforce, out=stdout, minutes=args.minutes, port=args.port)
+    timeline = _timeline(args.timeline, "ecs-medic demo" + (" --enforce" if args.enforce else ""))
+    code = demo.run_demo(
+        args.scenario,
+        enforce=args.enforce,
+        out=stdout,
+        minutes=args.minutes,
+        port=args.port,
+        verbose=args.verbose,
+        timeline=timeline,
+    )
+    if timeline is not None:
+        timeline.write(args.timeline)
+        stdout.write(f"timeline: {args.timeline}\n")
+    return code
 
 
 def _sim_serve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
@@ -391,30 +631,52 @@ def _sim_serve(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+def _check_replicas(settings: Settings) -> None:
+    from agent.settings import Mode  # noqa: PLC0415
+
+    if settings.mode is Mode.ENFORCE and settings.replicas > 1 and not settings.lease_table:
+        raise UsageError(
+            f"ECS_MEDIC_REPLICAS={settings.replicas} in enforce mode needs ECS_MEDIC_LEASE_TABLE: without leader "
+            "election every replica would act; set a lease table, run one replica, or use dry-run"
+        )
+
+
 def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
     from agent.http import Health, StatusServer  # noqa: PLC0415
-    from agent.lease import Lease  # noqa: PLC0415
+    from agent.lease import DEFAULT_MARGIN_SECONDS, Lease  # noqa: PLC0415
     from agent.loop import Loop  # noqa: PLC0415
     from agent.settings import Mode  # noqa: PLC0415
     from agent.wake import QueueWake  # noqa: PLC0415
 
     settings = _settings(args)
-    runtime = _runtime(settings, stream=sys.stdout)
+    _check_replicas(settings)
+    runtime = _runtime(settings, daemon=True)
     health = Health(
         max_pass_age_seconds=max(3 * settings.poll_interval_seconds, 120.0),
         proposals=lambda: [p.to_dict() for p in runtime.reconciler.latest],
     )
-    server = StatusServer(runtime.metrics, health, settings.metrics_port).start()
+    try:
+        server = StatusServer(runtime.metrics, health, settings.metrics_port, host=settings.listen_address).start()
+    except OSError as error:
+        where = f"{settings.listen_address}:{settings.metrics_port}"
+        raise UsageError(f"cannot listen on {where}: {error.strerror or error}") from None
     wake: Callable[[float, threading.Event], bool] | None = None
     if settings.events_queue_url:
         wake = QueueWake(runtime.gateway, settings.events_queue_url, settings.mode is Mode.ENFORCE, runtime.log)
     lease = None
+    stop = threading.Event()
     if settings.lease_table and settings.mode is Mode.ENFORCE:
-        ttl = max(3 * settings.poll_interval_seconds, 60.0)
+        # Long enough that a renewal every third of it survives a slow pass; the lease is also renewed in
+        # the background while acting, and checked before every write (see agent/lease.py).
+        ttl = max(3 * settings.poll_interval_seconds, DEFAULT_MARGIN_SECONDS + 2 * settings.max_action_seconds)
         lease = Lease(runtime.gateway, settings.lease_table, ttl, _now, runtime.log)
         held = lease
         runtime.reconciler.leader = lambda: held.held
-    stop = threading.Event()
+        runtime.reconciler.guard = held.guard
+        runtime.reconciler.fence = lambda: held.version
+        runtime.reconciler.holder = held.holder
+        lease.renew()
+        lease.keep_renewing(stop)
 
     def _stop(signum: int, _frame: object) -> None:
         runtime.log.info("shutdown_requested", signal=signal.Signals(signum).name)
@@ -426,9 +688,11 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
         "agent_started",
         mode=settings.mode.value,
         clusters=list(settings.clusters) or "all",
+        listen=settings.listen_address,
         port=server.port,
         interval_seconds=settings.poll_interval_seconds,
         events_queue=bool(settings.events_queue_url),
+        replicas=settings.replicas,
         pid=os.getpid(),
     )
     loop = Loop(
@@ -438,7 +702,6 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
         settings.poll_interval_seconds,
         runtime.log,
         wake=wake,
-        before_pass=lease.renew if lease else None,
     )
     notifier = _start_notifications(runtime)
     loop.run(stop)
@@ -453,7 +716,29 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
 # --- parser ----------------------------------------------------------------------------------------------
 
 
-def _agent_flags(parser: argparse.ArgumentParser, *, output: bool = True, mode: bool = True) -> None:
+def _aws_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS Region (default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's)")
+    parser.add_argument("--profile", help="a named profile of the AWS config files (default: AWS_PROFILE)")
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format", dest="log_format", choices=("json", "console"), help="default: ECS_MEDIC_LOG_FORMAT"
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        choices=("debug", "info", "warning", "error"),
+        help="default: ECS_MEDIC_LOG_LEVEL, or info for `run` and warning for the other commands",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+
+
+def _output_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default="text", help="result format (default: text)")
+
+
+def _selection_flags(parser: argparse.ArgumentParser, *, mode: bool) -> None:
     if mode:
         parser.add_argument("--mode", choices=("dry-run", "enforce"), help="default: ECS_MEDIC_MODE or dry-run")
     parser.add_argument(
@@ -461,31 +746,37 @@ def _agent_flags(parser: argparse.ArgumentParser, *, output: bool = True, mode: 
         help="comma-separated cluster names or ARNs (default: ECS_MEDIC_CLUSTERS, or every cluster)",
     )
     parser.add_argument("--policies", type=Path, help="a policy file or folder (default: ECS_MEDIC_POLICIES)")
-    parser.add_argument("--log-format", dest="log_format", choices=("json", "console"))
-    if output:
-        parser.add_argument("--output", choices=("text", "json"), default="text", help="report format")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecs-medic",
-        description="Diagnose failing Amazon ECS services with evidence, and fix them safely (dry-run by default).",
-    )
-    parser.add_argument("--version", action="version", version=f"ecs-medic {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action is private
     run = commands.add_parser(
         "run", help="the agent: reconcile forever, serving /metrics, /healthz, /readyz, /proposals"
     )
-    _agent_flags(run, output=False)
-    run.add_argument("--interval", type=float, help="seconds between passes (default: ECS_MEDIC_POLL_INTERVAL_SECONDS)")
+    _selection_flags(run, mode=True)
+    run.add_argument("--interval", help="time between passes, e.g. 30s (default: ECS_MEDIC_POLL_INTERVAL_SECONDS)")
+    run.add_argument("--listen", metavar="ADDRESS", help="HTTP listen address (default: ECS_MEDIC_LISTEN_ADDRESS)")
     run.add_argument("--port", type=int, help="HTTP port (default: ECS_MEDIC_METRICS_PORT or 9740)")
+    _aws_flags(run)
+    _log_flags(run)
     run.set_defaults(handler=_run)
 
+
+def _add_once(commands: Any) -> None:  # noqa: ANN401
     once = commands.add_parser("once", help="one reconcile pass: print findings and proposals (or actions), exit")
-    _agent_flags(once)
+    _selection_flags(once, mode=True)
+    _output_flag(once)
+    once.add_argument("--exit-code", action="store_true", help="exit 3 when a change is proposed or waits for approval")
+    once.add_argument("--passes", type=int, default=1, help="run this many passes (default 1); print the last")
+    once.add_argument("--every", help="time between passes, e.g. 30s (default: ECS_MEDIC_POLL_INTERVAL_SECONDS)")
+    once.add_argument(
+        "--timeline", type=Path, metavar="FILE", help="write the passes' timeline per service: an .html page"
+    )
+    _aws_flags(once)
+    _log_flags(once)
     once.set_defaults(handler=_once)
 
+
+def _add_diagnose(commands: Any) -> None:  # noqa: ANN401
     diagnose = commands.add_parser(
         "diagnose",
         help="explain why a service fails: live (--cluster, --service) or from describe-* JSON (--input)",
@@ -493,34 +784,47 @@ def build_parser() -> argparse.ArgumentParser:
         "Offline: read JSON as printed by `aws ecs describe-tasks` and/or `aws ecs describe-services` "
         "and print one finding per stopped task, problem event and failed deployment.",
     )
-    diagnose.add_argument("--input", metavar="FILE", help="the JSON file, or - for stdin")
+    diagnose.add_argument("--input", metavar="FILE", help="the JSON file, or - for stdin (at most 64 MiB)")
     diagnose.add_argument("--cluster", help="live: the cluster")
     diagnose.add_argument("--service", help="live: the service")
-    diagnose.add_argument("--log-format", dest="log_format", choices=("json", "console"))
-    diagnose.add_argument("--output", choices=("text", "json"), default="text", help="report format")
+    _output_flag(diagnose)
+    _aws_flags(diagnose)
+    _log_flags(diagnose)
     diagnose.set_defaults(handler=_diagnose)
 
     _add_preflight(commands)
 
+def _add_policies(commands: Any) -> None:  # noqa: ANN401
     policies = commands.add_parser("policies", help="work with policy files")
     policy_commands = policies.add_subparsers(dest="policies_command", required=True, metavar="COMMAND")
     validate = policy_commands.add_parser("validate", help="check policy files; errors name file, policy and field")
     validate.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: ECS_MEDIC_POLICIES)")
+    _output_flag(validate)
+    validate.add_argument("-q", "--quiet", action="store_true", help="print nothing when every policy is valid")
     validate.set_defaults(handler=_policies_validate)
 
+
+def _add_proposals_and_approve(commands: Any) -> None:  # noqa: ANN401
     proposals = commands.add_parser("proposals", help="proposals waiting for approval (a read-only pass)")
-    _agent_flags(proposals)
+    _selection_flags(proposals, mode=False)
+    _output_flag(proposals)
     proposals.add_argument("--all", action="store_true", help="every proposal, not only those awaiting approval")
+    _aws_flags(proposals)
+    _log_flags(proposals)
     proposals.set_defaults(handler=_proposals)
 
     approve = commands.add_parser("approve", help="approve a proposal by id (writes one tag on its service)")
-    _agent_flags(approve, output=False, mode=False)
+    _selection_flags(approve, mode=False)
     approve.add_argument("id", help="the proposal id, as `ecs-medic proposals` prints it")
     approve.add_argument(
         "--ttl", type=float, help="seconds the approval stays valid (default: ECS_MEDIC_APPROVAL_TTL_SECONDS)"
     )
+    _aws_flags(approve)
+    _log_flags(approve)
     approve.set_defaults(handler=_approve)
 
+
+def _add_simulation(commands: Any) -> None:  # noqa: ANN401
     demo = commands.add_parser(
         "demo", help="run the agent against the embedded simulated ECS world (no AWS account needed)"
     )
@@ -529,6 +833,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
     demo.add_argument("--minutes", type=float, default=40.0, help="simulated minutes to run at most")
     demo.add_argument("--port", type=int, help="serve /metrics, /healthz, /readyz and /proposals on this port")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show every pass, not only what changed")
+    demo.add_argument("--timeline", type=Path, metavar="FILE", help="write a timeline per service: an .html page")
     demo.set_defaults(handler=_demo)
 
     sim = commands.add_parser("sim", help="the simulated ECS world")
@@ -540,6 +846,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=4566, help="port on 127.0.0.1 (default 4566)")
     serve.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     serve.set_defaults(handler=_sim_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecs-medic",
+        description="Diagnose failing Amazon ECS services with evidence, and fix them safely (dry-run by default).",
+        epilog="Exit codes: 0 done, 1 an action failed, 2 bad input or configuration, 3 proposals "
+        "(once --exit-code), 4 partial pass (some reads failed), 5 failed pass (nothing could be read).",
+    )
+    parser.add_argument("--version", action="version", version=f"ecs-medic {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_once, _add_diagnose, _add_policies, _add_proposals_and_approve, _add_simulation):
+        add(commands)
     return parser
 
 
@@ -548,11 +867,20 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = stdout or sys.stdout
+    _AWS.update(region=getattr(args, "region", None), profile=getattr(args, "profile", None))
     try:
         code: int = args.handler(args, stdin or sys.stdin, out)
     except (InputError, UsageError) as error:
-        sys.stderr.write(f"ecs-medic: {error}\n")
+        sys.stderr.write(f"ecs-medic: {printable_lines(str(error))}\n")
         return EXIT_BAD_INPUT
+    except _Exit as decided:
+        sys.stderr.write(decided.message)
+        return decided.code
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def printable_lines(text: str) -> str:
+    """A multi-line message (policy errors) with each line made printable."""
+    return "\n".join(printable(line) for line in text.split("\n"))

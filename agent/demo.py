@@ -16,18 +16,24 @@ import boto3
 
 from agent import approvals, logs
 from agent.aws import AwsGateway
-from agent.decide import Outcome
+from agent.decide import Outcome, Proposal
 from agent.metrics import Metrics
+from agent.model import Risk
 from agent.notify import Notification, Notifier
 from agent.policy.watch import PolicySource
 from agent.reconciler import PassReport, Reconciler
+from agent.report import plural, printable
 from agent.settings import LogFormat, Mode, Settings
 from agent.sim import SCENARIOS, Scenario, World
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from agent.timeline import Timeline
+
 MANAGED = "ecs-medic:managed"
+PREVENTION = frozenset(risk.value for risk in Risk)
+QUIET_PASSES = 10  # a dry-run scenario ends after 5 simulated minutes in which nothing new happened
 
 
 def agent_for(
@@ -91,10 +97,19 @@ class _Story:
     left_to_person: dict[tuple[str, str], str] = field(default_factory=dict)  # why the agent did not act
     final: dict[tuple[str, str], str] = field(default_factory=dict)
     shown: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # last (proposal, status) printed
+    proposed: set[tuple[str, str]] = field(default_factory=set)  # services with a proposal for their failure
+    paused: dict[str, str] = field(default_factory=dict)  # cluster -> reason, as last printed
+    quiet_passes: int = 0  # passes in a row that changed nothing in the story
 
-    def settled(self) -> bool:
-        return all(
-            key in self.healed_at or key in self.left_to_person or not self.causes.get(key) for key in self.services
+    def settled(self, *, enforce: bool) -> bool:
+        """Enforcing: every failing service healed or left to a person. Dry-run: every failing service
+        has its proposal and the story has not changed for `QUIET_PASSES` passes."""
+        if enforce:
+            return all(
+                key in self.healed_at or key in self.left_to_person or not self.causes.get(key) for key in self.services
+            )
+        return self.quiet_passes >= QUIET_PASSES and all(
+            key in self.proposed or key in self.left_to_person or not self.causes.get(key) for key in self.services
         )
 
 
@@ -102,45 +117,55 @@ def _clock(seconds: float) -> str:
     return f"+{int(seconds // 60):02d}m{int(seconds % 60):02d}s"
 
 
-def _show_pass(report: PassReport, elapsed: float, story: _Story, out: TextIO) -> None:
-    failing = {(f.cluster, f.service) for f in report.findings if f.failure}
-    out.write(
-        f"\n[{_clock(elapsed)}] pass: {report.services} services, {len(failing)} with failures, "
-        f"{len(report.proposals)} proposals, {report.aws_calls} AWS calls\n"
-    )
+def _proposal_lines(proposal: Proposal, story: _Story, *, verbose: bool) -> list[str]:
+    key = (proposal.cluster, proposal.service)
+    if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED):
+        story.actions.setdefault(key, []).append(proposal.action)
+    if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED:
+        story.left_to_person[key] = "notified: a person applies the fix"
+    elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
+        story.left_to_person[key] = proposal.reason
+    if proposal.action == "notify" and proposal.cause in PREVENTION:
+        return []  # prevention advice: in the closing table, not in every pass
+    story.proposed.add(key)
+    if not verbose and story.shown.get(key) == (proposal.id, proposal.outcome.value):
+        return []  # said already: the demo shows changes, not every pass's repeat
+    story.shown[key] = (proposal.id, proposal.outcome.value)
+    status = proposal.outcome.value.upper()
+    lines = [f"  {status:<9} {key[0]}/{key[1]}: {proposal.action}: {printable(proposal.plan.summary)}\n"]
+    if proposal.outcome in (Outcome.PROPOSED, Outcome.AWAITING_APPROVAL) and proposal.plan.commands:
+        command = printable(proposal.plan.commands[0])
+        lines.append(f"{' ' * 12}$ {command if len(command) < 160 else command[:157] + '...'}\n")
+    if proposal.reason and proposal.outcome is not Outcome.PROPOSED:
+        lines.append(f"{' ' * 12}{printable(proposal.reason)}\n")
+    return lines
+
+
+def _show_pass(report: PassReport, elapsed: float, story: _Story, out: TextIO, *, verbose: bool) -> bool:
+    """Print what this pass changed in the story (every pass with `verbose`); True when it printed."""
+    lines: list[str] = []
     for cluster, reason in sorted(report.paused_clusters.items()):
-        out.write(f"  PAUSED    {cluster}: {reason}\n")
+        if verbose or story.paused.get(cluster) != reason:
+            lines.append(f"  PAUSED    {cluster}: {reason}\n")
+    story.paused = dict(report.paused_clusters)
     for finding in report.findings:
         key = (finding.cluster, finding.service or "")
         if finding.failure and finding.cause.value not in story.causes.setdefault(key, set()):
             story.causes[key].add(finding.cause.value)
-            out.write(f"  FINDING   {key[0]}/{key[1]}: {finding.cause.value}: {finding.summary}\n")
+            lines.append(f"  FINDING   {key[0]}/{key[1]}: {finding.cause.value}: {printable(finding.summary)}\n")
     for proposal in report.proposals:
-        key = (proposal.cluster, proposal.service)
-        if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED):
-            story.actions.setdefault(key, []).append(proposal.action)
-        if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED:
-            story.left_to_person[key] = "notified: a person applies the fix"
-        elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
-            story.left_to_person[key] = proposal.reason
-        if proposal.action == "notify" and proposal.cause in (
-            "circuit_breaker_disabled",
-            "mutable_image_tag",
-            "no_grace_period_behind_load_balancer",
-        ):
-            continue  # prevention advice: in the closing table, not in every pass
-        if story.shown.get(key) == (proposal.id, proposal.outcome.value):
-            continue  # said already: the demo shows changes, not every pass's repeat
-        story.shown[key] = (proposal.id, proposal.outcome.value)
-        status = proposal.outcome.value.upper()
-        out.write(f"  {status:<9} {key[0]}/{key[1]}: {proposal.action}: {proposal.plan.summary}\n")
-        if proposal.outcome in (Outcome.PROPOSED, Outcome.AWAITING_APPROVAL) and proposal.plan.commands:
-            command = proposal.plan.commands[0]
-            out.write(f"{' ' * 12}$ {command if len(command) < 160 else command[:157] + '...'}\n")
-        if proposal.reason and proposal.outcome is not Outcome.PROPOSED:
-            out.write(f"{' ' * 12}{proposal.reason}\n")
+        lines += _proposal_lines(proposal, story, verbose=verbose)
     for cluster, service, action, verdict in report.verifications:
-        out.write(f"  {verdict.value.upper():<9} {cluster}/{service}: {action}\n")
+        lines.append(f"  {verdict.value.upper():<9} {cluster}/{service}: {action}\n")
+    if not lines and not verbose:
+        return False
+    failing = {(f.cluster, f.service) for f in report.findings if f.failure}
+    out.write(
+        f"\n[{_clock(elapsed)}] pass: {plural(report.services, 'service')}, {len(failing)} with failures, "
+        f"{plural(len(report.proposals), 'proposal')}, {plural(report.aws_calls, 'AWS call')}\n"
+    )
+    out.writelines(lines)
+    return True
 
 
 def _approve_waiting(world: World, report: PassReport, out: TextIO) -> None:
@@ -185,9 +210,12 @@ def run_demo(
     minutes: float = 40.0,
     port: int | None = None,
     interval_seconds: float = 30.0,
+    verbose: bool = False,
+    timeline: Timeline | None = None,
 ) -> int:
     """Run each named scenario (all when none) in its own world with the agent; print the story.
 
+    Each pass that changed something is shown (every pass with `verbose`); `timeline` records them all.
     Returns 0 when every failing service was healed, or deliberately left to a person (a notify, a
     pause); 1 otherwise.
     """
@@ -208,51 +236,54 @@ def run_demo(
     try:
         for scenario in chosen:
             settings = Settings(mode=mode, poll_interval_seconds=interval_seconds, metrics_port=port or 0)
-            stories.append(
-                _run_scenario(
-                    scenario, settings=settings, metrics=metrics, health=health, latest=latest, minutes=minutes, out=out
-                )
-            )
+            watch = _Watch(metrics=metrics, health=health, latest=latest, verbose=verbose, timeline=timeline)
+            stories.append(_run_scenario(scenario, settings=settings, watch=watch, minutes=minutes, out=out))
     finally:
         if server is not None:
             server.stop()
     return _summary(stories, enforce, out)
 
 
-def _run_scenario(
-    scenario: Scenario,
-    *,
-    settings: Settings,
-    metrics: Metrics,
-    health: Any,  # noqa: ANN401 - agent.http.Health
-    latest: list[dict[str, Any]],
-    minutes: float,
-    out: TextIO,
-) -> _Story:
+@dataclass
+class _Watch:
+    """What a scenario's passes report to: metrics, probes, /proposals, and the timeline if asked."""
+
+    metrics: Metrics
+    health: Any  # agent.http.Health
+    latest: list[dict[str, Any]]
+    verbose: bool
+    timeline: Timeline | None
+
+
+def _run_scenario(scenario: Scenario, *, settings: Settings, watch: _Watch, minutes: float, out: TextIO) -> _Story:
     enforce = settings.mode is Mode.ENFORCE
     out.write(f"\n=== {scenario.name}: {scenario.title}\n    symptom: {scenario.symptom}\n")
     with World.start(seed=7) as world:
         scenario.setup(world)
         manage(world, [scenario])
-        reconciler = agent_for(world, settings, metrics=metrics)
+        reconciler = agent_for(world, settings, metrics=watch.metrics)
         sent = _NotificationLines()
-        notifier = Notifier([sent], metrics=metrics, log=logs.logger())
+        notifier = Notifier([sent], metrics=watch.metrics, log=logs.logger())
         reconciler.notifier = notifier
         story = _Story(scenario.name, tuple((scenario.cluster, service) for service in scenario.services))
         elapsed = 0.0
         while elapsed < minutes * 60:
             report = reconciler.run_pass(world.now)
-            latest[:] = [p.to_dict() for p in report.proposals]
-            health.pass_finished()
-            _show_pass(report, elapsed, story, out)
+            watch.latest[:] = [p.to_dict() for p in report.proposals]
+            watch.health.pass_finished(report.result)
+            printed = _show_pass(report, elapsed, story, out, verbose=watch.verbose)
             notifier.flush(10)
-            sent.show(out)  # the notifications this pass sent, right under it
+            printed = sent.show(out) or printed  # the notifications this pass sent, right under it
             if enforce:
                 _approve_waiting(world, report, out)
+            steady = {key: world.service_state(*key).steady for key in story.services}
+            if watch.timeline is not None:
+                watch.timeline.record(report, healthy=steady, group=scenario.name)
             for key in story.services:
-                if key not in story.healed_at and story.causes.get(key) and world.service_state(*key).steady:
+                if key not in story.healed_at and story.causes.get(key) and steady[key]:
                     story.healed_at[key] = elapsed
-            if enforce and story.settled():
+            story.quiet_passes = 0 if printed else story.quiet_passes + 1
+            if story.settled(enforce=enforce):
                 break
             world.advance(settings.poll_interval_seconds)
             elapsed += settings.poll_interval_seconds
@@ -278,9 +309,10 @@ class _NotificationLines:
             f"  NOTIFY    {notification.subject}: {what}: {notification.summary or notification.reason}\n"
         )
 
-    def show(self, out: TextIO) -> None:
+    def show(self, out: TextIO) -> bool:
         lines, self._lines = self._lines, []
         out.writelines(lines)
+        return bool(lines)
 
     def close(self) -> None:
         """The stream is the demo's."""

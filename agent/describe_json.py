@@ -8,6 +8,7 @@ documents may be concatenated (`(aws ecs describe-services ...; aws ecs describe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from json.decoder import scanstring  # type: ignore[attr-defined]  # public, but not in typeshed
@@ -105,6 +106,11 @@ class EcsDocument:
 
 _TOP_LEVEL_KEYS = ("tasks", "services", "failures")
 _DECODER = json.JSONDecoder()
+# describe-* output for one service (100 stopped tasks, its events) is a few MiB; this bounds memory.
+MAX_INPUT_CHARS = 64 * 2**20
+# ECS output nests about ten levels; far deeper input is not ECS output and would exhaust the stack.
+MAX_DEPTH = 64
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def _line_column(text: str, offset: int) -> tuple[int, int]:
@@ -179,12 +185,31 @@ def _check(document: object, text: str, start: int, source: str) -> EcsDocument:
     )
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse input nested deeper than MAX_DEPTH before the (recursive) decoder sees it."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        piece = match.group()
+        if piece in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, column = _line_column(text, match.start())
+                raise InputError(
+                    source, line, column, f"nested deeper than {MAX_DEPTH} levels: this is not describe-* output"
+                )
+        elif piece in "]}":
+            depth -= 1
+
+
 def parse_describe_output(text: str, source: str = "<input>") -> EcsDocument:
     """Parse one or more concatenated describe-* JSON documents; raise InputError where they are wrong."""
     merged = EcsDocument()
     index = _skip_space(text, 0)
     if index >= len(text):
         raise InputError(source, 1, 1, "the input is empty")
+    if len(text) > MAX_INPUT_CHARS:
+        raise InputError(source, 1, 1, f"larger than {MAX_INPUT_CHARS // 2**20} MiB: split the input")
+    _check_depth(text, source)
     while index < len(text):
         try:
             document, end = _DECODER.raw_decode(text, index)

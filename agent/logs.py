@@ -12,15 +12,25 @@ from typing import Any, TextIO
 
 import structlog
 
-from agent.settings import LogFormat
+from agent.settings import LogFormat, LogLevel
+
+LEVELS = {
+    LogLevel.DEBUG: logging.DEBUG,
+    LogLevel.INFO: logging.INFO,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ERROR: logging.ERROR,
+}
 
 
-def configure(log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = None, level: int = logging.INFO) -> None:
-    """Send structured lines to `stream` (stdout by default) as JSON or for a console."""
+def configure(
+    log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = None, level: int | LogLevel = logging.INFO
+) -> None:
+    """Send structured lines to `stream` (stdout by default) as JSON or for a console (colors on a terminal)."""
+    out = stream or sys.stdout
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if log_format is LogFormat.JSON
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=_is_terminal(out))
     )
     structlog.configure(
         processors=[
@@ -30,10 +40,17 @@ def configure(log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = No
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level] if isinstance(level, LogLevel) else level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def logger() -> structlog.typing.FilteringBoundLogger:

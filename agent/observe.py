@@ -39,12 +39,42 @@ class ReadApi(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ObserveError:
-    """Something this pass could not read; the rest of the pass went on."""
+    """Something this pass could not read; the rest of the pass went on.
+
+    `configuration` marks what no retry will fix: a cluster that does not exist, a region without
+    clusters, credentials that may not list anything.
+    """
 
     cluster: str
     service: str | None
     operation: str
     message: str
+    configuration: bool = False
+
+
+# Answers that mean "these credentials, this region or this name are wrong", not "try again".
+_CONFIGURATION_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+        "ClusterNotFoundException",
+    }
+)
+_CONFIGURATION_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoRegionError", "ProfileNotFound"})
+
+
+def is_configuration_error(error: BaseException) -> bool:
+    """Whether an AWS error says the agent is pointed at the wrong place or with the wrong rights."""
+    code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")
+    return code in _CONFIGURATION_CODES or type(error).__name__ in _CONFIGURATION_ERRORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +138,23 @@ class Observer:
 
     def observe(self, now: datetime) -> Snapshot:
         errors: list[ObserveError] = []
+        missing: list[str] = []
+        operation = "DescribeClusters" if self.clusters else "ListClusters"
         try:
             cluster_arns = list(self.clusters) or list(self.aws.paginate("ecs", "ListClusters", {}, "clusterArns"))
-            clusters = self._describe_clusters(cluster_arns)
+            # Only named clusters can be missing; ListClusters may still list one being deleted.
+            clusters = self._describe_clusters(cluster_arns, missing if self.clusters else None)
         except Exception as error:  # noqa: BLE001 - reported as this pass's error; the loop goes on
-            return Snapshot((), (ObserveError("*", None, "ListClusters", _message(error)),), ())
+            failure = ObserveError("*", None, operation, _message(error), configuration=is_configuration_error(error))
+            return Snapshot((), (failure,), ())
+        if not cluster_arns:
+            errors.append(
+                ObserveError("*", None, "ListClusters", "no ECS cluster in this region and account", configuration=True)
+            )
+        errors += [
+            ObserveError(name, None, "DescribeClusters", f"no active cluster {name} here", configuration=True)
+            for name in missing
+        ]
         views: list[ServiceView] = []
         unread: dict[str, int] = {}
         budget = [self.task_definition_reads_per_pass]
@@ -121,7 +163,8 @@ class Observer:
             try:
                 views += self._observe_cluster(cluster, now, errors, budget, unread)
             except Exception as error:  # noqa: BLE001 - one cluster's failure never stops the others
-                errors.append(ObserveError(name, None, "ListServices", _message(error)))
+                denied = is_configuration_error(error)
+                errors.append(ObserveError(name, None, "ListServices", _message(error), configuration=denied))
                 unread[name] = max(unread.get(name, 0), int(cluster.get("activeServicesCount") or 0))
         names = tuple(str(c.get("clusterName")) for c in clusters)
         return Snapshot(tuple(views), tuple(errors), names, {k: v for k, v in unread.items() if v})
@@ -143,11 +186,15 @@ class Observer:
         )
         return view
 
-    def _describe_clusters(self, arns: Sequence[str]) -> list[Mapping[str, Any]]:
+    def _describe_clusters(self, arns: Sequence[str], missing: list[str] | None = None) -> list[Mapping[str, Any]]:
+        """The ACTIVE clusters among `arns`; the others (unknown, INACTIVE) are added to `missing`."""
         described: list[Mapping[str, Any]] = []
         for chunk in _chunks(arns, 100):
             response = self.aws.call("ecs", "DescribeClusters", {"clusters": list(chunk), "include": ["TAGS"]})
             described += [c for c in response.get("clusters") or [] if c.get("status", "ACTIVE") == "ACTIVE"]
+        if missing is not None:
+            found = {str(c.get(key)) for c in described for key in ("clusterName", "clusterArn")}
+            missing += [arn for arn in arns if arn not in found]
         return described
 
     def _observe_cluster(

@@ -105,9 +105,20 @@ class PassReport:
 
     @property
     def result(self) -> str:
+        """`ok`: every read succeeded; `partial`: some failed; `error`: the pass saw no service and
+        something failed (an endpoint that does not answer, credentials that may not list clusters)."""
         if self.errors and not self.services:
             return "error"
         return "partial" if self.errors or self.unread else "ok"
+
+    @property
+    def saw_fleet(self) -> bool:
+        """Whether this pass counts as a finished pass: it read the fleet, all of it or part of it."""
+        return self.result != "error"
+
+    @property
+    def configuration_errors(self) -> tuple[ObserveError, ...]:
+        return tuple(e for e in self.errors if e.configuration)
 
     @property
     def failed_actions(self) -> int:
@@ -626,7 +637,8 @@ class Reconciler:
         m.oldest_pending_approval.set(max(((now - p.since).total_seconds() for p in waiting), default=0))
         m.passes.labels(report.result).inc()
         m.pass_duration.observe(report.duration_seconds)
-        m.last_pass.set(now.timestamp())
+        if report.saw_fleet:  # a pass that read nothing is not a finished pass: the stalled alert must fire
+            m.last_pass.set(now.timestamp())
         m.is_leader.set(1 if self.leader() else 0)
         self.log.info(
             "reconcile_pass",
@@ -640,12 +652,13 @@ class Reconciler:
             duration_seconds=round(report.duration_seconds, 3),
         )
         for error in report.errors:
-            self.log.warning(
+            (self.log.error if error.configuration else self.log.warning)(
                 "observe_failed",
                 cluster=error.cluster,
                 service=error.service,
                 operation=error.operation,
                 error=error.message,
+                configuration=error.configuration,
             )
 
 

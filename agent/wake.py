@@ -1,8 +1,8 @@
 """Wake the loop early when EventBridge says something happened in ECS (an SQS queue of `aws.ecs` events).
 
 An event only says "look now": the pass that follows re-reads everything, so a lost, late or
-duplicated event costs nothing but latency. Long polls stay short (at most 5 s per call) so SIGTERM
-is honoured within the 10 s the orchestrator gives.
+duplicated event costs nothing but latency. Long polls stay short (at most 5 s per call) so that,
+between passes, SIGTERM is honoured within seconds.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def _problems(error: ValidationError, prefix: tuple[int | str, ...], document: _
             message = f"unknown field {loc[-1]!r}" + (f"; valid fields: {_field_names(owner)}" if owner else "")
         elif detail["type"] == "missing":
             message = "required field is missing"
-        elif "input" in detail and not isinstance(detail["input"], dict | list):
+        elif "input" in detail and not isinstance(detail["input"], dict | list) and str(detail["input"]) not in message:
             message += f" (got {detail['input']!r})"
         problems.append(
             PolicyError(
@@ -192,6 +192,47 @@ def _load_document(
     return LoadedPolicy(policy, params, file, tuple(steps)), []
 
 
+def _duplicate_keys(node: yaml.Node | None, path: tuple[int | str, ...] = ()) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    """(field path, first key node, repeated key node) for every key a mapping repeats.
+
+    YAML parsers keep the last of two equal keys; for a policy that silently changes a cooldown or a
+    selector, so a repeated key is an error naming both lines.
+    """
+    found: list[tuple[str, yaml.Node, yaml.Node]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, yaml.Node] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name != "<<":
+                if name in seen:
+                    dotted = ".".join(step if isinstance(step, str) else f"[{step}]" for step in (*path, name))
+                    found.append((dotted, seen[name], key))
+                seen.setdefault(name, key)
+            found += _duplicate_keys(value, (*path, name if name is not None else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _duplicate_keys(item, (*path, index))
+    return found
+
+
+def _duplicate_key_errors(root: yaml.Node | None, data: object, file: str, index: int) -> list[PolicyError]:
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    named = isinstance(metadata, dict) and metadata.get("name")
+    name = str(metadata.get("name")) if named and isinstance(metadata, dict) else f"<document {index + 1}>"
+    return [
+        PolicyError(
+            file,
+            again.start_mark.line + 1,
+            again.start_mark.column + 1,
+            name,
+            dotted.replace(".[", "["),
+            f"duplicate key (first on line {first.start_mark.line + 1}, again on line {again.start_mark.line + 1}); "
+            "keep one",
+        )
+        for dotted, first, again in _duplicate_keys(root)
+    ]
+
+
 def parse_policies(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyError]]:
     """The policies in one YAML text (documents separated by `---`), and every problem in it."""
     try:
@@ -207,6 +248,10 @@ def parse_policies(text: str, file: str) -> tuple[list[LoadedPolicy], list[Polic
     for index, (data, root) in enumerate(zip(documents, roots, strict=False)):
         if data is None:
             continue  # an empty document (a trailing ---)
+        duplicates = _duplicate_key_errors(root, data, file, index)
+        if duplicates:
+            errors += duplicates
+            continue
         policy, problems = _load_document(data, root, file, index)
         errors += problems
         if policy is not None:

@@ -25,9 +25,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from agent.actions import REGISTRY
 from agent.model import Cause, Risk
 from agent.notify.events import POLICY_CHANNELS
-from agent.policy.duration import parse_duration
+from agent.policy.duration import format_duration, parse_duration
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]  # finite, at most 365d
+# ECS keeps stopped tasks about an hour and a service's last 100 events: a longer window finds nothing more.
+MAX_WINDOW_SECONDS = 7 * 86400.0
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
@@ -44,6 +46,11 @@ class Selector(_Strict):
     services: tuple[str, ...] = ("*",)
     tags: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("clusters", "services", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value  # `services: "*"` means `services: ["*"]`
+
 
 class When(_Strict):
     """What must be true of a service for the policy to act."""
@@ -51,7 +58,7 @@ class When(_Strict):
     cause: tuple[Cause, ...] = Field(default=(), description="diagnosed causes, any of them")
     risk: Risk | None = Field(default=None, description="a prevention finding instead of a failure")
     occurrences: int = Field(default=1, ge=1, description="at least this many matching findings...")
-    within: Duration = Field(default=900.0, gt=0, description="...inside this window")
+    within: Duration = Field(default=900.0, gt=0, description="...inside this window (at most 7d)")
     after_deploy: bool | None = Field(
         default=None,
         alias="afterDeploy",
@@ -67,6 +74,13 @@ class When(_Strict):
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("within")
+    @classmethod
+    def _window(cls, value: float) -> float:
+        if value > MAX_WINDOW_SECONDS:
+            raise ValueError(f"{format_duration(value)} is longer than 7d, the longest window accepted")
+        return value
 
     @model_validator(mode="after")
     def _something_to_match(self) -> When:

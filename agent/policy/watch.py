@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agent.policy.loader import PolicyLoadError, PolicySet, load_policies, policy_files
+from agent.policy.loader import PolicyError, PolicyLoadError, PolicySet, load_policies, policy_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,17 +39,28 @@ class PolicySource:
         return tuple(signature)
 
     def refresh(self) -> Reload:
-        """Reload if the files changed. The first load raises PolicyLoadError; later bad edits do not."""
-        signature = self._fingerprint()
-        if self.current is not None and signature == self._signature:
-            return Reload(changed=False)
-        self._signature = signature
+        """Reload if the files changed. The first load raises PolicyLoadError; later bad edits do not.
+
+        A folder that cannot be read (out of file descriptors, a volume being remounted) is a rejected
+        reload like a bad edit: the last good set stays, and the next pass tries again.
+        """
         try:
+            signature = self._fingerprint()
+            if self.current is not None and signature == self._signature:
+                return Reload(changed=False)
             loaded = load_policies(self.path)
         except PolicyLoadError as error:
             if self.current is None:
                 raise
+            self._signature = signature
             return Reload(changed=False, error=error)
+        except OSError as error:
+            problem = PolicyError(str(self.path), 1, 1, "<folder>", "", f"cannot be read: {error}")
+            unreadable = PolicyLoadError([problem])
+            if self.current is None:
+                raise unreadable from None
+            return Reload(changed=False, error=unreadable)
+        self._signature = signature
         self.current = loaded
         return Reload(changed=True)
 

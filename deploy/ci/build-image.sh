@@ -53,12 +53,24 @@ mapfile -t bases < <(awk 'toupper($1) == "FROM" { print $2 }' Dockerfile | sort 
 [ "${#bases[@]}" = 1 ] || die "expected one base image in Dockerfile, found: ${bases[*]}"
 BASE=${bases[0]}
 case $BASE in */*) FULL_BASE=$BASE ;; *) FULL_BASE=docker.io/library/$BASE ;; esac
+case $BASE in *@sha256:*) ;; *) die "the base image $BASE is not pinned by digest (FROM name:tag@sha256:...)" ;; esac
+DOCKERFILE=Dockerfile
 
 if buildah "${STORE[@]}" inspect --type image "$FULL_BASE" >/dev/null 2>&1; then
   log "base $FULL_BASE: already in $STATE"
 elif timeout 60 buildah "${STORE[@]}" pull --quiet "$FULL_BASE" >/dev/null 2>&1; then
   log "base $FULL_BASE: pulled"
 else
+  # A local image cannot carry a registry digest: the stand-in is tagged with the name alone, and the
+  # build reads a copy of the Dockerfile whose FROM lines drop the digest.
+  DOCKERFILE=$STATE/Dockerfile.stand-in
+  sed -E 's/^(FROM[[:space:]]+[^[:space:]@]+)@sha256:[0-9a-f]+/\1/I' Dockerfile > "$DOCKERFILE"
+  FULL_BASE=${FULL_BASE%@*}
+  NOT_PROVEN+=("the pinned digest $BASE: it cannot be pulled here")
+fi
+if [ "$DOCKERFILE" != Dockerfile ] && buildah "${STORE[@]}" inspect --type image "$FULL_BASE" >/dev/null 2>&1; then
+  log "base $FULL_BASE: stand-in already in $STATE"
+elif [ "$DOCKERFILE" != Dockerfile ]; then
   log "base $FULL_BASE: cannot be pulled; making a debootstrap stand-in (about 40 s)"
   rootfs=$(mktemp -d)
   chmod 0755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would lock out non-root users
@@ -84,7 +96,7 @@ mounts=()
 [ -f "$CA_BUNDLE" ] && mounts=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
 b0=$(date +%s)
 buildah "${STORE[@]}" bud --isolation chroot --format docker --pull=never --layers=false \
-  "${mounts[@]}" -t "$IMAGE" . || die "buildah bud"
+  "${mounts[@]}" -f "$DOCKERFILE" -t "$IMAGE" . || die "buildah bud"
 PROVEN+=("the Dockerfile builds: both stages, wheels, venv, policies copied ($(( $(date +%s) - b0 )) s)")
 podman "${STORE[@]}" image prune -f >/dev/null 2>&1 || true  # earlier builds' images (vfs copies every layer)
 
@@ -125,6 +137,27 @@ for _ in range(2):
   "$MOTO_SERVER" -H 127.0.0.1 -p "$moto_port" >"$STATE/moto.log" 2>&1 &
   MOTO_PID=$!
   trap 'kill "$MOTO_PID" 2>/dev/null || true; [ -n "${SERVE_CID:-}" ] && podman "${STORE[@]}" rm -f "$SERVE_CID" >/dev/null 2>&1 || true' EXIT
+  # One cluster to watch: an account without any is a configuration error, and the agent is never ready.
+  python3 - "$moto_port" <<'PY' || die "CreateCluster in moto"
+import json, sys, time, urllib.request
+
+request = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/",
+    data=json.dumps({"clusterName": "ci"}).encode(),
+    headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.CreateCluster",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0",
+    },
+)
+for _ in range(100):
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            sys.exit(0 if json.load(response)["cluster"]["clusterName"] == "ci" else "unexpected answer")
+    except OSError:
+        time.sleep(0.1)
+sys.exit("moto did not answer")
+PY
   # The keys below are moto's conventional fakes; no AWS account is involved.
   SERVE_CID=$("${PODMAN_RUN[@]}" -d --network host --read-only --tmpfs /tmp \
     -e AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" -e AWS_REGION=us-east-1 -e AWS_DEFAULT_REGION=us-east-1 \
@@ -176,7 +209,7 @@ PY
   code=$(podman "${STORE[@]}" inspect --format '{{.State.ExitCode}}' "$SERVE_CID")
   python3 -c "import sys; sys.exit(0 if $t_stop <= 10 else 1)" || die "SIGTERM: exited after $t_stop s (contract: within 10 s)"
   [ "$code" = 0 ] || die "SIGTERM: exit code $code"
-  PROVEN+=("\`ecs-medic run\` in the container (read-only root, moto for AWS): /readyz and /healthz 200, the image's HEALTHCHECK passes, all 11 contract metrics on /metrics, every log line JSON, SIGTERM -> exit 0 in $t_stop s")
+  PROVEN+=("\`ecs-medic run\` in the container (read-only root, moto for AWS, one cluster): /readyz and /healthz 200, the image's HEALTHCHECK passes, all 11 contract metrics on /metrics, every log line JSON, SIGTERM -> exit 0 in $t_stop s")
   kill "$MOTO_PID" 2>/dev/null || true
 }
 

@@ -143,3 +143,69 @@ def test_a_bad_first_load_is_refused(tmp_path):
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
     assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_a_repeated_key_is_an_error_naming_both_lines(tmp_path):
+    errors = refused(tmp_path, GOOD + "  cooldown: 5m\n  cooldown: 10m\n")
+    assert errors == [
+        "p.yaml:8:3: policy raise-grace: spec.cooldown: duplicate key (first on line 7, again on line 8); keep one"
+    ]
+
+
+def test_a_repeated_key_in_a_flow_mapping_is_found(tmp_path):
+    errors = refused(tmp_path, GOOD.replace("metadata: {name: raise-grace}", "metadata: {name: a, name: b}"))
+    assert errors == [
+        "p.yaml:3:21: policy b: metadata.name: duplicate key (first on line 3, again on line 3); keep one"
+    ]
+
+
+def test_a_single_glob_where_a_list_is_expected_is_a_one_item_list(tmp_path):
+    (tmp_path / "p.yaml").write_text(GOOD.replace("spec:\n", 'spec:\n  selector: {clusters: prod, services: "*"}\n'))
+    [policy] = load_policies(tmp_path).policies
+    assert policy.policy.spec.selector.clusters == ("prod",)
+    assert policy.policy.spec.selector.services == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("within: 15m", "within: .inf"), "spec.when.within: inf is longer than 365d, the longest duration accepted"),
+        (("within: 15m", "within: 8d"), "spec.when.within: 8d is longer than 7d, the longest window accepted"),
+        (("within: 15m", "within: .nan"), "spec.when.within: nan is not a duration; write e.g. 90s, 15m, 1h or 1h30m"),
+        (
+            ("spec:\n", "spec:\n  cooldown: 99999999999d\n"),
+            "spec.cooldown: 99999999999d is longer than 365d, the longest duration accepted",
+        ),
+    ],
+    ids=["infinite-window", "window-over-7d", "nan", "cooldown-overflows-dates"],
+)
+def test_durations_are_bounded_when_the_file_is_read(tmp_path, edit, expected):
+    """Before, these validated and then every pass crashed on the date arithmetic (OverflowError)."""
+    errors = refused(tmp_path, GOOD.replace(*edit))
+    assert [e.split(": ", 2)[2] for e in errors] == [expected]
+
+
+def test_the_longest_accepted_durations_survive_a_decision():
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    longest = parse_duration("365d")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert now - timedelta(seconds=longest) < now < now + timedelta(seconds=longest)
+    with pytest.raises(ValueError, match="longer than 365d"):
+        parse_duration(longest + 1)
+    assert parse_duration("30") == 30  # plain seconds, as environment variables carry them
+
+
+def test_an_unreadable_folder_keeps_the_last_good_set(tmp_path, monkeypatch):
+    (tmp_path / "p.yaml").write_text(GOOD)
+    source = PolicySource(tmp_path)
+    source.refresh()
+
+    def out_of_descriptors(_self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(Path, "iterdir", out_of_descriptors)
+    reload = source.refresh()
+    assert reload.error is not None
+    assert "Too many open files" in str(reload.error)
+    assert [p.name for p in source.policies().policies] == ["raise-grace"]

@@ -129,3 +129,70 @@ def test_installed_command_runs_as_a_module():
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["findings"]) == 7
+
+
+def test_one_of_each_reads_as_english(tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"tasks": [stopped_task(container(exit_code=1))]}))
+    code, out = run(["diagnose", "--input", str(path)])
+    assert code == 0
+    assert out.splitlines()[0] == "1 finding, 1 failure, across 1 service"
+    assert out.splitlines()[2] == "prod / web: 1 failure"
+
+
+def test_deep_nesting_is_a_clear_error_not_a_crash(tmp_path, capsys):
+    """Before, the decoder died with a RecursionError and a traceback."""
+    path = tmp_path / "deep.json"
+    path.write_text('{"tasks": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    code, out = run(["diagnose", "--input", str(path)])
+    err = capsys.readouterr().err
+    assert (code, out) == (2, "")
+    assert err == f"ecs-medic: {path}:1:74: nested deeper than 64 levels: this is not describe-* output\n"
+
+
+def test_input_larger_than_the_limit_is_refused_before_it_is_read(tmp_path, capsys):
+    """Before, 200 MB of input took 774 MB of memory; now the size is checked first (a sparse file here)."""
+    path = tmp_path / "huge.json"
+    with path.open("wb") as handle:
+        handle.truncate(200 * 2**20)
+    code, _ = run(["diagnose", "--input", str(path)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"ecs-medic: {path}: larger than 64 MiB; describe-* output for one service is a few MiB at most: split the input\n"
+    )
+
+
+def test_standard_input_is_bounded_too(monkeypatch, capsys):
+    monkeypatch.setattr("agent.cli.MAX_INPUT_CHARS", 1000)
+    code, _ = run(["diagnose", "--input", "-"], '{"tasks": []}' + " " * 2000)
+    assert code == 2
+    assert capsys.readouterr().err.startswith("ecs-medic: <stdin>: larger than 0 MiB")
+
+
+def test_text_output_strips_terminal_escapes_from_what_ecs_and_applications_wrote(tmp_path):
+    """A stop reason that clears the screen and forges a line must print as inert text."""
+    forged = "boom\x1b[2J\x1b[H\nAll checks ok\r\x1b]0;pwned\x07\u202eevil"
+    task = stopped_task(container(exit_code=1, reason=forged), stopped_reason=forged)
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps({"tasks": [task]}))
+    code, out = run(["diagnose", "--input", str(path)])
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\r" not in out
+    assert "\u202e" not in out
+    assert "\x07" not in out
+    assert not any(line.startswith("All checks ok") for line in out.splitlines())
+    assert "boom" in out
+    code, out = run(["diagnose", "--input", str(path), "-o", "json"])
+    assert code == 0
+    assert "\x1b" not in out  # JSON escapes control characters itself (\u001b): the evidence stays exact
+    assert "boom" in json.loads(out)["findings"][0]["evidence"][0]
+
+
+def test_log_flags_work_offline_too(capsys):
+    assert run(["diagnose", "--input", str(SAMPLE), "--log-level", "info", "--log-format", "json"])[0] == 0
+    [line] = capsys.readouterr().err.splitlines()
+    logged = json.loads(line)
+    assert (logged["event"], logged["tasks"], logged["findings"]) == ("input_diagnosed", 4, 7)
+    assert run(["diagnose", "--input", str(SAMPLE)])[0] == 0
+    assert capsys.readouterr().err == ""

@@ -34,7 +34,7 @@ PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "ecs-medic-dashboard.json"
 DASHBOARD_SCHEMA = TOOLS / "npm" / "dashboard.schema.json"
 
-# The product's metric names (DESIGN.md, "Metrics"): dashboards and alerts may use only these,
+# The product's metric names (README.md, "Metrics, dashboard and alerts"): dashboards and alerts may use only these,
 # the series a histogram exposes, and Prometheus' own `up`.
 CONTRACT_METRICS = frozenset(
     {

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import PERMISSIONS, run, tool
+from tests.deploy.conftest import PERMISSIONS, TOOLS, run, tool
 
-# Pseudo parameters and attributes, to turn the template's policies into plain JSON.
-_REFS = {
+# Pseudo parameters, parameters and attributes, to turn the template's policies into plain JSON.
+PASS_ROLES = ["arn:aws:iam::123456789012:role/shop-task", "arn:aws:iam::123456789012:role/shop-execution"]
+LOG_GROUPS = "/ecs/shop-*"
+_REFS: dict[str, Any] = {
     "AWS::Partition": "aws",
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
+    "PassRoleArns": PASS_ROLES,
+    "ContainerLogGroups": LOG_GROUPS,
     "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
     "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
 }
@@ -33,23 +39,93 @@ ACCEPTED_RESOURCE_STAR = {
 }
 
 
-def resolve(node: Any) -> Any:
-    """The template fragment with every feature enabled: Fn::If takes its true branch."""
+def resolve(node: Any, conditions: Mapping[str, bool] | None = None) -> Any:
+    """The template fragment as plain JSON. Without `conditions`, every feature is enabled (Fn::If takes
+    its true branch); with them (see `evaluate_conditions`), each Fn::If takes the branch they say."""
     if isinstance(node, dict):
         if len(node) == 1:
             ((key, value),) = node.items()
             if key == "Fn::If":
-                return resolve(value[1])
+                taken = value[1] if conditions is None or conditions[value[0]] else value[2]
+                return resolve(taken, conditions)
             if key == "Ref":
                 return _NO_VALUE if value == "AWS::NoValue" else _REFS.get(value, f"ref-{value}")
             if key == "Fn::Sub":
-                return re.sub(r"\$\{([^}]+)\}", lambda m: _REFS.get(m.group(1), m.group(1)), value)
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(_REFS.get(m.group(1), m.group(1))), value)
             if key == "Fn::GetAtt":
                 return _ATTRS[".".join(value)]
-        return {k: r for k, v in node.items() if (r := resolve(v)) is not _NO_VALUE}
+        return {k: r for k, v in node.items() if (r := resolve(v, conditions)) is not _NO_VALUE}
     if isinstance(node, list):
-        return [r for v in node if (r := resolve(v)) is not _NO_VALUE]
+        return [r for v in node if (r := resolve(v, conditions)) is not _NO_VALUE]
     return node
+
+
+def evaluate_conditions(template: dict[str, Any], parameters: Mapping[str, str]) -> dict[str, bool]:
+    """Every condition of the template, for these parameter values (the others at their defaults)."""
+    values: dict[str, Any] = {name: p.get("Default", "") for name, p in template["Parameters"].items()}
+    values.update(parameters)
+    for name, parameter in template["Parameters"].items():
+        if parameter["Type"] == "CommaDelimitedList" and isinstance(values[name], str):
+            values[name] = values[name].split(",")
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict):
+            ((key, argument),) = node.items()
+            if key == "Ref":
+                return values[argument] if argument in values else _REFS[argument]
+            if key == "Fn::Join":
+                parts = value(argument[1])
+                return argument[0].join(str(value(part)) for part in parts)
+        return node
+
+    def truth(node: Any) -> bool:
+        ((key, argument),) = node.items()
+        if key == "Fn::Equals":
+            return bool(str(value(argument[0])) == str(value(argument[1])))
+        if key == "Fn::Not":
+            return not truth(argument[0])
+        if key == "Fn::And":
+            return all(truth(part) for part in argument)
+        if key == "Fn::Or":
+            return any(truth(part) for part in argument)
+        if key == "Condition":
+            return truth(template["Conditions"][argument])
+        raise ValueError(f"unknown condition function {key}")
+
+    return {name: truth(node) for name, node in template["Conditions"].items()}
+
+
+_ACCESS_LEVELS = """
+import json, sys
+import parliament
+from pathlib import Path
+
+database = json.loads((Path(parliament.__file__).parent / "iam_definition.json").read_text())
+levels = {}
+for action in json.load(sys.stdin):
+    prefix, name = action.split(":")
+    service = next(s for s in database if s["prefix"] == prefix)
+    privilege = next(p for p in service["privileges"] if p["privilege"].lower() == name.lower())
+    levels[action] = privilege["access_level"]
+json.dump(levels, sys.stdout)
+"""
+
+
+def access_levels(actions: list[str]) -> dict[str, str]:
+    """IAM's access level of each action (Read, List, Write, Tagging, Permissions management), from
+    parliament's copy of the AWS service authorization reference."""
+    tool("parliament")
+    python = TOOLS / "venv" / "bin" / "python"
+    result = subprocess.run(
+        [python, "-c", _ACCESS_LEVELS],
+        input=json.dumps(actions),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    levels: dict[str, str] = json.loads(result.stdout)
+    return levels
 
 
 def actions_of(statement: dict[str, Any]) -> list[str]:
@@ -64,7 +140,9 @@ def load_permissions() -> dict[str, Any]:
 
 def all_permissions(permissions: dict[str, Any]) -> set[str]:
     actions = set(permissions["reads"]) | set(permissions["state"])
-    actions |= set(permissions["events_queue"]) | set(permissions["lease_table"]) | set(permissions["notifications"])
+    actions |= set(permissions["events_queue"]) | set(permissions["events_queue_enforce"])
+    actions |= set(permissions["lease_table"])
+    actions |= set(permissions["notifications"])
     for needed in permissions["actions"].values():
         actions |= set(needed)
     return actions
@@ -84,11 +162,16 @@ def condition_problems(statements: list[dict[str, Any]]) -> list[str]:
             equals.get("autoscaling:ResourceTag/ecs-medic:managed") != "true"
         ):
             problems.append(f"{sid}: UpdateAutoScalingGroup without autoscaling:ResourceTag/ecs-medic:managed=true")
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if "iam:PassRole" in actions and equals.get("iam:PassedToService") != "ecs-tasks.amazonaws.com":
             problems.append(f"{sid}: iam:PassRole without iam:PassedToService=ecs-tasks.amazonaws.com")
         on_create = equals.get("ecs:CreateAction") == "RegisterTaskDefinition"
         if on_create and (actions != {"ecs:TagResource"} or ":task-definition/" not in str(statement["Resource"])):
             problems.append(f"{sid}: tag-on-create must be ecs:TagResource on task definitions alone")
+        if "iam:PassRole" in actions and any(r == "*" or r.endswith(":role/*") for r in resources):
+            problems.append(f"{sid}: iam:PassRole on every role, not only the managed task definitions' roles")
+        if "logs:GetLogEvents" in actions and any(r == "*" or r.endswith(":log-group:*") for r in resources):
+            problems.append(f"{sid}: logs:GetLogEvents on every log group, not only the managed services' groups")
         if actions & {"ecs:TagResource", "ecs:UntagResource"}:
             # Tagging on create carries the change's token on the revision being registered.
             allowed_resource = ":task-definition/" if on_create else ":service/"

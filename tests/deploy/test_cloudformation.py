@@ -14,8 +14,12 @@ import pytest
 
 from tests.deploy.conftest import CFN_TEMPLATE, load_cfn, run, tool
 from tests.deploy.iam import (
+    LOG_GROUPS,
+    PASS_ROLES,
+    access_levels,
     actions_of,
     condition_problems,
+    evaluate_conditions,
     load_permissions,
     parliament_findings,
     resolve,
@@ -35,6 +39,21 @@ ALL_FEATURES = {
     "EnableRaiseMemory": "true",
     "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
     "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
+    "PassRoleArns": ",".join(PASS_ROLES),
+    "ContainerLogGroups": LOG_GROUPS,
+    "ServiceDiscoveryNamespaceId": "ns-abcdefghijklmnop",
+}
+# Writes the agent may make in dry-run, each scoped to its one resource: publishing a notification to
+# the configured topic. Otherwise a dry-run agent proposes, and remembers in memory.
+DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish"})
+# The longest prefix first: EventsQueueDelete* is not EventsQueue*.
+SID_PREFIXES = {
+    "EventsQueueDelete": "events_queue_enforce",
+    "EventsQueue": "events_queue",
+    "Read": "reads",
+    "State": "state",
+    "LeaseTable": "lease_table",
+    "Notify": "notifications",
 }
 
 
@@ -58,12 +77,16 @@ def _all_features_template(tmp_path: Path) -> Path:
     return out
 
 
-def _policy_documents(template: dict[str, Any]) -> dict[str, Any]:
-    """The agent role's policy documents by name: TaskRole's inline policies and ActionsPolicy."""
+def _policy_documents(template: dict[str, Any], conditions: dict[str, bool] | None = None) -> dict[str, Any]:
+    """The agent role's policy documents by name: TaskRole's inline policies and the role policies attached
+    to it (only those whose Condition holds, when `conditions` are given)."""
     resources = template["Resources"]
     documents = {p["PolicyName"]: p["PolicyDocument"] for p in resources["TaskRole"]["Properties"]["Policies"]}
-    actions = resources["ActionsPolicy"]["Properties"]
-    documents[actions["PolicyName"]] = actions["PolicyDocument"]
+    for resource in resources.values():
+        if resource["Type"] == "AWS::IAM::RolePolicy" and resource["Properties"]["RoleName"] == {"Ref": "TaskRole"}:
+            if conditions is not None and "Condition" in resource and not conditions[resource["Condition"]]:
+                continue
+            documents[resource["Properties"]["PolicyName"]] = resource["Properties"]["PolicyDocument"]
     return documents
 
 
@@ -108,7 +131,7 @@ def test_every_checkov_skip_gives_a_reason():
             assert len(skip.get("comment", "")) > 20, f"{name}: checkov skip {skip['id']} without a reason"
 
 
-@pytest.mark.parametrize("policy", ["ecs-medic-observe", "ecs-medic-actions"])
+@pytest.mark.parametrize("policy", ["ecs-medic-observe", "ecs-medic-enforce", "ecs-medic-actions"])
 def test_task_role_policy_parliament(policy):
     findings = parliament_findings(resolve(_policy_documents(load_cfn())[policy]))
     assert unaccepted_parliament_findings(findings) == []
@@ -118,13 +141,7 @@ def test_task_role_permissions_equal_permissions_json():
     """Statement ids name their purpose: Read*, State*, EventsQueue*, LeaseTable*, Action<Name>*."""
     permissions = load_permissions()
     camel = {name: "".join(word.title() for word in name.split("_")) for name in permissions["actions"]}
-    prefixes = {
-        "Read": "reads",
-        "State": "state",
-        "EventsQueue": "events_queue",
-        "LeaseTable": "lease_table",
-        "Notify": "notifications",
-    }
+    prefixes = SID_PREFIXES
     granted: dict[str, set[str]] = {category: set() for category in prefixes.values()}
     granted_actions: dict[str, set[str]] = {name: set() for name in permissions["actions"]}
     for statement in _task_role_statements(load_cfn()):
@@ -153,17 +170,71 @@ def test_mutating_permissions_only_in_enforce_mode():
         condition, _statement, otherwise = entry["Fn::If"]
         assert otherwise == {"Ref": "AWS::NoValue"}
         assert {"Condition": "Enforce"} in conditions[condition]["Fn::And"], condition
-    # The policy that is always there mutates nothing but the agent's own tags.
+    assert template["Resources"]["EnforcePolicy"]["Condition"] == "Enforce"
+    # The policy that is always there only reads.
     observe = resolve(_policy_documents(template)["ecs-medic-observe"])
     always = {action for statement in observe["Statement"] for action in actions_of(statement)}
     permissions = load_permissions()
-    assert always == {
-        *permissions["reads"],
+    assert always == {*permissions["reads"], *permissions["events_queue"]}
+    enforce = resolve(_policy_documents(template)["ecs-medic-enforce"])
+    assert {action for statement in enforce["Statement"] for action in actions_of(statement)} == {
         *permissions["state"],
-        *permissions["events_queue"],
+        *permissions["events_queue_enforce"],
         *permissions["lease_table"],
         *permissions["notifications"],  # notifications are sent in dry-run too
     }
+
+
+def _granted(parameters: dict[str, str]) -> set[str]:
+    template = load_cfn()
+    conditions = evaluate_conditions(template, parameters)
+    documents = _policy_documents(template, conditions)
+    return {a for d in documents.values() for s in resolve(d, conditions)["Statement"] for a in actions_of(s)}
+
+
+def test_the_dry_run_stack_grants_no_write_at_all():
+    """Every feature on but Mode=dry-run: the agent's role may read and nothing else (IAM's own access
+    levels, from the service authorization reference that parliament ships)."""
+    granted = _granted({**ALL_FEATURES, "Mode": "dry-run"})
+    levels = access_levels(sorted(granted))
+    writes = {action for action, level in levels.items() if level not in ("Read", "List")}
+    assert writes - DRY_RUN_WRITES == set()
+    assert "ecs:DescribeServices" in granted
+    assert {"ecs:TagResource", "sqs:DeleteMessage", "dynamodb:UpdateItem"} & granted == set()
+
+
+def test_the_enforcing_stack_grants_the_writes_of_the_enabled_actions():
+    granted = _granted(ALL_FEATURES)
+    assert {"ecs:TagResource", "ecs:UpdateService", "iam:PassRole", "sqs:DeleteMessage", "dynamodb:UpdateItem"} <= granted
+    without_memory = _granted({**ALL_FEATURES, "EnableRaiseMemory": "false"})
+    assert {"iam:PassRole", "ecs:RegisterTaskDefinition"} & without_memory == set()
+
+
+def test_pass_role_only_for_the_managed_task_definitions_roles_and_only_to_ecs_tasks():
+    template = load_cfn()
+    conditions = evaluate_conditions(template, ALL_FEATURES)
+    documents = _policy_documents(template, conditions)
+    [statement] = [
+        s for d in documents.values() for s in resolve(d, conditions)["Statement"] if "iam:PassRole" in actions_of(s)
+    ]
+    assert statement["Resource"] == PASS_ROLES
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    rule = template["Rules"]["RaiseMemoryNeedsItsRoles"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "EnableRaiseMemory"}, "true"]}
+    # Without roles, raise_memory's permissions are not granted at all (and the rule refuses the stack).
+    no_roles = evaluate_conditions(template, {**ALL_FEATURES, "PassRoleArns": ""})
+    assert not no_roles["AllowRaiseMemory"]
+
+
+def test_log_reads_only_for_the_managed_services_log_groups():
+    template = load_cfn()
+    conditions = evaluate_conditions(template, ALL_FEATURES)
+    statements = [
+        s for d in _policy_documents(template, conditions).values() for s in resolve(d, conditions)["Statement"]
+    ]
+    [logs] = [s for s in statements if "logs:GetLogEvents" in actions_of(s)]
+    assert logs["Resource"] == "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/shop-*:log-stream:*"
+    assert "logs:GetLogEvents" not in _granted({**ALL_FEATURES, "ContainerLogGroups": ""})
 
 
 def test_container_follows_the_contract():
@@ -173,7 +244,9 @@ def test_container_follows_the_contract():
     assert container["User"] == "10001:10001"
     assert container["PortMappings"][0]["ContainerPort"] == 9740
     assert any("/healthz" in part for part in container["HealthCheck"]["Command"])
-    assert container["StopTimeout"] > 10
+    # One action, with all its calls and retries, takes at most 90 s; SIGTERM lets it finish.
+    assert container["StopTimeout"] == 120  # the Fargate maximum
+    assert container["HealthCheck"]["StartPeriod"] == 300  # /healthz fails until the first pass saw the fleet
     names = {e["Name"] for e in container["Environment"] if "Name" in e}
     names |= {e["Fn::If"][1]["Name"] for e in container["Environment"] if "Fn::If" in e}
     assert names >= {
@@ -190,8 +263,21 @@ def test_container_follows_the_contract():
         "ECS_MEDIC_NOTIFY_SNS_TOPIC_ARN",
         "ECS_MEDIC_NOTIFY_WEBHOOK_SECRET_ARN",
         "ECS_MEDIC_NOTIFY_WEBHOOK_FORMAT",
+        "ECS_MEDIC_REPLICAS",
     }
+    assert {"Name": "ECS_MEDIC_REPLICAS", "Value": {"Ref": "DesiredCount"}} in container["Environment"]
     assert template["Parameters"]["Mode"]["Default"] == "dry-run"
+
+
+def test_prometheus_finds_the_agent_through_cloud_map():
+    template = load_cfn()
+    resources = template["Resources"]
+    discovery = resources["DiscoveryService"]
+    assert discovery["Condition"] == "WithServiceDiscovery"
+    assert discovery["Properties"]["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
+    registries = resources["Service"]["Properties"]["ServiceRegistries"]["Fn::If"]
+    assert registries[0] == "WithServiceDiscovery"
+    assert registries[1] == [{"RegistryArn": {"Fn::GetAtt": ["DiscoveryService", "Arn"]}}]
 
 
 def test_events_rule_matches_the_ecs_events():

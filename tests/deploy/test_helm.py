@@ -200,6 +200,7 @@ def test_deployment_is_locked_down_and_probed(helm):
     assert env["ECS_MEDIC_CLUSTERS"] == "production,staging"
     assert env["ECS_MEDIC_POLICIES"] == "/etc/ecs-medic/policies"
     assert env["ECS_MEDIC_LEASE_TABLE"] == "ecs-medic-leases"
+    assert env["ECS_MEDIC_REPLICAS"] == "2"  # the agent checks it against the lease table
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
     account = by_kind(docs, "ServiceAccount")
     assert account["metadata"]["annotations"] == {
@@ -215,6 +216,9 @@ def test_defaults_are_dry_run_single_replica_without_optional_objects(helm):
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ECS_MEDIC_MODE"] == "dry-run"
+    assert env["ECS_MEDIC_REPLICAS"] == "1"
+    # SIGTERM finishes the action in flight: one action, with all its calls and retries, takes at most 90 s.
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
 
 
 @pytest.mark.parametrize(
@@ -224,8 +228,9 @@ def test_defaults_are_dry_run_single_replica_without_optional_objects(helm):
         (["--set", "mode=enforcing"], "mode"),
         (["--set", "pollIntervalSeconds=fast"], "pollIntervalSeconds"),
         (["--set", "unknownSetting=1"], "unknownSetting"),
+        (["--set", "terminationGracePeriodSeconds=15"], "terminationGracePeriodSeconds"),
     ],
-    ids=["replicas-without-lease", "bad-mode", "bad-interval", "typo"],
+    ids=["replicas-without-lease", "bad-mode", "bad-interval", "typo", "grace-shorter-than-an-action"],
 )
 def test_bad_values_are_refused(helm, values, message):
     result = helm("template", "ecs-medic", "{chart}", *values, check=False)

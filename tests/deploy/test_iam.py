@@ -26,7 +26,15 @@ DESIGN_ACTIONS = {
 
 def test_permissions_json_has_every_category_and_action():
     permissions = load_permissions()
-    assert set(permissions) == {"reads", "state", "actions", "events_queue", "lease_table", "notifications"}
+    assert set(permissions) == {
+        "reads",
+        "state",
+        "actions",
+        "events_queue",
+        "events_queue_enforce",
+        "lease_table",
+        "notifications",
+    }
     assert set(permissions["actions"]) == DESIGN_ACTIONS
     assert permissions["actions"]["notify"] == []
     for name, needed in [(k, v) for k, v in permissions.items() if k != "actions"] + list(
@@ -54,3 +62,15 @@ def test_standalone_policy_conditions():
 def test_standalone_policy_parliament():
     findings = parliament_findings(STANDALONE_POLICY.read_text())
     assert unaccepted_parliament_findings(findings) == []
+
+
+def test_standalone_policy_names_the_roles_and_log_groups_to_replace():
+    policy = json.loads(STANDALONE_POLICY.read_text())
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["PassTaskRolesToEcsTasksOnly"]["Resource"] == [
+        "arn:aws:iam::*:role/YOUR-TASK-ROLE",
+        "arn:aws:iam::*:role/YOUR-EXECUTION-ROLE",
+    ]
+    assert by_sid["ReadContainerLogsOfManagedServices"]["Resource"].endswith(
+        ":log-group:/ecs/YOUR-SERVICES-*:log-stream:*"
+    )

@@ -62,3 +62,16 @@ def test_dockerignore_keeps_what_the_build_needs():
     lines = (REPO / ".dockerignore").read_text().splitlines()
     kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert kept >= {"pyproject.toml", "constraints.txt", "README.md", "agent", "policies"}
+
+
+def test_base_image_is_pinned_by_digest():
+    froms = [args.split()[0] for op, args in instructions() if op == "FROM"]
+    assert froms
+    for image in froms:
+        assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", image), image
+    assert len(set(froms)) == 1, "both stages on the same pinned base"
+
+
+def test_healthcheck_allows_the_first_pass_five_minutes():
+    (healthcheck,) = [args for op, args in instructions() if op == "HEALTHCHECK"]
+    assert "--start-period=300s" in healthcheck

@@ -149,7 +149,7 @@ def test_http_endpoints_report_the_agent(world):
         now[0] += 91
         status, body = get("/healthz")
         assert status == 503
-        assert body.startswith("no pass finished for 91 s")
+        assert body.startswith("no pass has seen the fleet for 91 s (limit 90 s)")
     finally:
         server.stop()
 

@@ -794,6 +794,7 @@ def _add_diagnose(commands: Any) -> None:  # noqa: ANN401
 
     _add_preflight(commands)
 
+
 def _add_policies(commands: Any) -> None:  # noqa: ANN401
     policies = commands.add_parser("policies", help="work with policy files")
     policy_commands = policies.add_subparsers(dest="policies_command", required=True, metavar="COMMAND")

@@ -205,7 +205,13 @@ def test_the_dry_run_stack_grants_no_write_at_all():
 
 def test_the_enforcing_stack_grants_the_writes_of_the_enabled_actions():
     granted = _granted(ALL_FEATURES)
-    assert {"ecs:TagResource", "ecs:UpdateService", "iam:PassRole", "sqs:DeleteMessage", "dynamodb:UpdateItem"} <= granted
+    assert {
+        "ecs:TagResource",
+        "ecs:UpdateService",
+        "iam:PassRole",
+        "sqs:DeleteMessage",
+        "dynamodb:UpdateItem",
+    } <= granted
     without_memory = _granted({**ALL_FEATURES, "EnableRaiseMemory": "false"})
     assert {"iam:PassRole", "ecs:RegisterTaskDefinition"} & without_memory == set()
 

@@ -66,14 +66,14 @@ def agent_for(
     source.refresh()
     if settings.approval_key_id is None:
         settings = settings.model_copy(update={"approval_key_id": world.approval_key_id})
-    return Reconciler(
-        aws=gateway,
-        settings=settings,
-        policies=source.policies,
-        metrics=measured,
-        log=log or logs.logger(),
-        identity=str(gateway.call("sts", "GetCallerIdentity", {})["Arn"]),
+    reconciler = Reconciler(
+        aws=gateway, settings=settings, policies=source.policies, metrics=measured, log=log or logs.logger()
     )
+    try:
+        reconciler.identity = str(gateway.call("sts", "GetCallerIdentity", {})["Arn"])
+    except Exception:  # noqa: BLE001 - a world that is not answering: approvals are still checked by signature
+        reconciler.identity = None
+    return reconciler
 
 
 def manage(world: World, scenarios: Sequence[Scenario]) -> None:
@@ -100,12 +100,13 @@ class _Story:
     proposed: set[tuple[str, str]] = field(default_factory=set)  # services with a proposal for their failure
     paused: dict[str, str] = field(default_factory=dict)  # cluster -> reason, as last printed
     quiet_passes: int = 0  # passes in a row that changed nothing in the story
+    judging: set[tuple[str, str]] = field(default_factory=set)  # services whose last change awaits its verdict
 
     def settled(self, *, enforce: bool) -> bool:
-        """Enforcing: every failing service healed or left to a person. Dry-run: every failing service
-        has its proposal and the story has not changed for `QUIET_PASSES` passes."""
+        """Enforcing: every failing service healed or left to a person, and every change judged. Dry-run:
+        every failing service has its proposal and the story has not changed for `QUIET_PASSES` passes."""
         if enforce:
-            return all(
+            return not self.judging and all(
                 key in self.healed_at or key in self.left_to_person or not self.causes.get(key) for key in self.services
             )
         return self.quiet_passes >= QUIET_PASSES and all(
@@ -155,7 +156,10 @@ def _show_pass(report: PassReport, elapsed: float, story: _Story, out: TextIO, *
             lines.append(f"  FINDING   {key[0]}/{key[1]}: {finding.cause.value}: {printable(finding.summary)}\n")
     for proposal in report.proposals:
         lines += _proposal_lines(proposal, story, verbose=verbose)
+        if proposal.outcome is Outcome.APPLIED and proposal.plan.mutates:
+            story.judging.add((proposal.cluster, proposal.service))
     for cluster, service, action, verdict in report.verifications:
+        story.judging.discard((cluster, service))
         lines.append(f"  {verdict.value.upper():<9} {cluster}/{service}: {action}\n")
     if not lines and not verbose:
         return False

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.report import printable, public_proposal
+from agent.report import printable
 
 if TYPE_CHECKING:
     from agent.metrics import Metrics
@@ -124,8 +124,9 @@ def _handler(metrics: Metrics, health: Health, read_timeout: float) -> type[Base
                 ready, why = health.readiness()
                 self._send(200 if ready else 503, (why + "\n").encode(), _TEXT, head=head)
             elif path == "/proposals":
-                shown = [public_proposal(p) for p in health.proposals()]
-                body = json.dumps({"proposals": shown}, indent=2, default=str).encode()
+                # A proposal's commands name what they read (a revision) and set only what the change
+                # touches: a task definition's environment and secrets are never part of them.
+                body = json.dumps({"proposals": health.proposals()}, indent=2, default=str).encode()
                 self._send(200, body + b"\n", "application/json", head=head)
             elif path == "/":
                 lines = ["ecs-medic", "", *(f"{name:<12}{what}" for name, what in ENDPOINTS.items())]

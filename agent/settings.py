@@ -259,6 +259,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[st
     found = []
     for name in sorted(environ if environ is not None else os.environ):
         if name.startswith(ENV_PREFIX) and name not in known and name not in _NOT_SETTINGS:
-            closest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            found.append((name, closest[0] if closest else None))
+            # Compared without the shared prefix, which would make every name look alike.
+            suffixes = {variable.removeprefix(ENV_PREFIX): variable for variable in known}
+            closest = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), list(suffixes), n=1, cutoff=0.6)
+            found.append((name, suffixes[closest[0]] if closest else None))
     return found

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import shlex
-
 import pytest
 
 from agent.arns import cluster_of_task, parse_arn, region_of, resource_name
-from agent.report import plural, printable, public_proposal, show_value
+from agent.report import plural, printable, show_value
 
 
 @pytest.mark.parametrize(
@@ -55,7 +52,7 @@ def test_render_proposals_never_prints_python_none():
         action="raise_grace_period",
         summary="raise the grace period",
         changes=(Change("healthCheckGracePeriodSeconds", None, 60),),
-        commands=("aws ecs update-service --cluster prod --service web --health-check-grace-period-seconds 60",),
+        advice=("aws ecs update-service --cluster prod --service web --health-check-grace-period-seconds 60",),
     )
     proposal = Proposal(
         id="p-0123456789",
@@ -75,46 +72,6 @@ def test_render_proposals_never_prints_python_none():
     assert text.startswith("1 proposal (dry-run)\n")
     assert "change   healthCheckGracePeriodSeconds: unset -> 60" in text
     assert "None" not in text
-
-
-def test_public_proposal_keeps_only_what_the_change_touches():
-    definition = {
-        "family": "api",
-        "taskRoleArn": "arn:aws:iam::123456789012:role/api-task",
-        "cpu": "256",
-        "memory": "512",
-        "containerDefinitions": [
-            {
-                "name": "app",
-                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api:v2",
-                "memory": 1024,
-                "environment": [{"name": "DB_PASSWORD", "value": "hunter2"}],
-                "secrets": [{"name": "KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:k"}],
-            },
-            {"name": "sidecar", "image": "envoy", "environment": [{"name": "TOKEN", "value": "s3cr3t"}]},
-        ],
-    }
-    proposal = {
-        "id": "p-1",
-        "changes": [
-            {"field": "containerDefinitions[app].memory", "current": 512, "desired": 1024},
-            {"field": "memory", "current": "512", "desired": "2048"},
-        ],
-        "commands": [
-            "aws ecs register-task-definition --cli-input-json '" + json.dumps(definition) + "' --region us-east-1",
-            "aws ecs update-service --cluster prod --service api --task-definition api --region us-east-1",
-        ],
-    }
-    shown = public_proposal(proposal)
-    assert "hunter2" not in json.dumps(shown)
-    assert "s3cr3t" not in json.dumps(shown)
-    assert "secretsmanager" not in json.dumps(shown)
-    assert "envoy" not in json.dumps(shown)
-    payload = json.loads(shlex.split(shown["commands"][0])[4])
-    assert payload == {"containerDefinitions": [{"memory": 1024, "name": "app"}], "family": "api", "memory": "512"}
-    assert shown["commands"][1] == proposal["commands"][1]
-    assert "redacted" in shown
-    assert "redacted" not in public_proposal({"changes": [], "commands": ["aws ecs describe-services"]})
 
 
 def test_arns_are_split_by_botocore():

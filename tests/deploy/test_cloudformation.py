@@ -171,17 +171,16 @@ def test_mutating_permissions_only_in_enforce_mode():
         assert otherwise == {"Ref": "AWS::NoValue"}
         assert {"Condition": "Enforce"} in conditions[condition]["Fn::And"], condition
     assert template["Resources"]["EnforcePolicy"]["Condition"] == "Enforce"
-    # The policy that is always there only reads.
+    # The policy that is always there only reads, and publishes notifications (sent in dry-run too).
     observe = resolve(_policy_documents(template)["ecs-medic-observe"])
     always = {action for statement in observe["Statement"] for action in actions_of(statement)}
     permissions = load_permissions()
-    assert always == {*permissions["reads"], *permissions["events_queue"]}
+    assert always == {*permissions["reads"], *permissions["events_queue"], *permissions["notifications"]}
     enforce = resolve(_policy_documents(template)["ecs-medic-enforce"])
     assert {action for statement in enforce["Statement"] for action in actions_of(statement)} == {
         *permissions["state"],
         *permissions["events_queue_enforce"],
         *permissions["lease_table"],
-        *permissions["notifications"],  # notifications are sent in dry-run too
     }
 
 

@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 from agent.sim import World
 from tests.deploy.conftest import REPO, load_cfn, run, tool
 from tests.deploy.iam import (
+    LOG_GROUPS,
+    PASS_ROLES,
     actions_of,
     condition_problems,
     load_permissions,
@@ -32,6 +34,8 @@ ALL_FEATURES = {
     "EnableRollbackTaskDefinition": "true",
     "EnableScaleCapacityProvider": "true",
     "EnableRaiseMemory": "true",
+    "PassRoleArns": ",".join(PASS_ROLES),
+    "ContainerLogGroups": LOG_GROUPS,
 }
 
 
@@ -51,8 +55,9 @@ def _all_features(tmp_path: Path) -> Path:
 def _policies(variant: dict[str, Any]) -> dict[str, Any]:
     resources = variant["Resources"]
     documents = {p["PolicyName"]: p["PolicyDocument"] for p in resources["MemberRole"]["Properties"]["Policies"]}
-    actions = resources["ActionsPolicy"]["Properties"]
-    documents[actions["PolicyName"]] = actions["PolicyDocument"]
+    for name in ("EnforcePolicy", "ActionsPolicy"):
+        policy = resources[name]["Properties"]
+        documents[policy["PolicyName"]] = policy["PolicyDocument"]
     return documents
 
 
@@ -140,6 +145,7 @@ def test_mutating_permissions_only_in_enforce_mode():
         assert otherwise == {"Ref": "AWS::NoValue"}
         assert {"Condition": "Enforce"} in conditions[condition]["Fn::And"], condition
     assert variant["Parameters"]["Mode"]["Default"] == "dry-run"
+    assert variant["Resources"]["EnforcePolicy"]["Condition"] == "Enforce"  # its own tags too: dry-run writes nothing
 
 
 def test_only_the_agents_role_with_the_external_id_may_assume_it():

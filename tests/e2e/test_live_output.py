@@ -86,8 +86,12 @@ def test_proposals_endpoint_shows_only_what_the_change_touches(world):
     world.advance(600)
     run = start_agent(world, Mode.DRY_RUN)
     report = run.passes(1)
-    [proposal] = [p.to_dict() for p in report.proposals if p.action == "raise_memory"]
-    assert SECRET_VALUE in proposal["commands"][0]  # the proposal itself carries the runnable command
+    [planned] = [p for p in report.proposals if p.action == "raise_memory"]
+    proposal = planned.to_dict()
+    register = planned.plan.calls[0]
+    assert SECRET_VALUE in json.dumps(register.params)  # the call sends the whole new revision ...
+    assert SECRET_VALUE not in json.dumps(proposal)  # ... the proposal shows only what the change sets
+    assert SECRET_ARN not in json.dumps(proposal)
     health = Health(max_pass_age_seconds=120, proposals=lambda: [proposal])
     server = StatusServer(Metrics(CollectorRegistry()), health, 0, host="127.0.0.1").start()
     try:
@@ -100,11 +104,7 @@ def test_proposals_endpoint_shows_only_what_the_change_touches(world):
     assert "DB_PASSWORD" not in body
     assert '"environment"' not in body
     [shown] = json.loads(body)["proposals"]
-    register = shown["commands"][0]
-    payload = json.loads(register.split("--cli-input-json ", 1)[1].split(" --region", 1)[0].strip("'"))
     memory = shown["changes"][0]["desired"]
-    assert payload == {"containerDefinitions": [{"memory": memory, "name": "app"}], "family": "api"} | (
-        {k: payload[k] for k in ("cpu", "memory") if k in payload}
-    )
-    assert shown["redacted"].startswith("task-definition content the change does not touch")
-    assert shown["commands"][1] == proposal["commands"][1]  # update-service carries no secret: unchanged
+    # The printed command reads the current revision and sets the memory in a copy of it (jq).
+    assert "aws ecs describe-task-definition --task-definition api:" in shown["commands"][0]
+    assert f'(.containerDefinitions[] | select(.name == "app") | .memory) = {memory}' in shown["commands"][0]

@@ -118,15 +118,16 @@ def _show_pass(report: PassReport, elapsed: float, story: _Story, out: TextIO) -
         key = (proposal.cluster, proposal.service)
         if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED):
             story.actions.setdefault(key, []).append(proposal.action)
-        if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED:
-            story.left_to_person[key] = "notified: a person applies the fix"
-        elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
-            story.left_to_person[key] = proposal.reason
-        if proposal.action == "notify" and proposal.cause in (
+        prevention = proposal.cause in (
             "circuit_breaker_disabled",
             "mutable_image_tag",
             "no_grace_period_behind_load_balancer",
-        ):
+        )
+        if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED and not prevention:
+            story.left_to_person[key] = "notified: a person applies the fix"
+        elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
+            story.left_to_person[key] = proposal.reason
+        if proposal.action == "notify" and prevention:
             continue  # prevention advice: in the closing table, not in every pass
         if story.shown.get(key) == (proposal.id, proposal.outcome.value):
             continue  # said already: the demo shows changes, not every pass's repeat

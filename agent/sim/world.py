@@ -33,6 +33,7 @@ from agent.sim import moto_bridge as bridge
 from agent.sim.capacity import BOOT_DELAY, Ec2Cluster
 from agent.sim.faults import FaultInjector
 from agent.sim.health import HealthCheck
+from agent.sim.insights import ContainerInsights
 from agent.sim.middleware import INTERNAL_HEADER, WorldMiddleware
 from agent.sim.profiles import AppProfile
 from agent.sim.provision import Ec2Capacity, Network, Provisioner
@@ -100,6 +101,7 @@ class World:
         self.approval_key_id = ""
         self._lock = threading.RLock()
         self._runtime = Runtime(region=REGION, account_id=self.account_id, start=start_time, seed=seed)
+        self._insights = ContainerInsights(REGION)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._session = _session()
@@ -227,6 +229,7 @@ class World:
             step = min(self.tick_seconds, remaining)
             with self._lock:
                 self._runtime.tick(self._runtime.now + timedelta(seconds=step))
+                self._insights.collect(self._runtime.now, self._runtime.services.values(), self._runtime.profiles)
             remaining -= step
 
     def advance_until(self, condition: Callable[[], bool], *, within: float, step: float | None = None) -> float:

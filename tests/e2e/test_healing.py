@@ -16,7 +16,7 @@ import pytest
 from agent.decide import Kind, Outcome, Proposal
 from agent.demo import manage
 from agent.settings import Mode
-from agent.sim import SCENARIOS, World
+from agent.sim import SCENARIOS, AppProfile, HealthCheck, World
 from tests.e2e.conftest import PREVENTION, Run, approve_waiting, prepare, start_agent
 
 COOLDOWN = 60.0
@@ -238,6 +238,23 @@ def test_the_last_good_revisions_start_sizes_the_first_raise_when_no_task_has_st
     [change] = raises[0].plan.changes
     assert (change.current, change.desired) == (0, 230)
     assert raises[0].plan.decided_by.startswith("last good revision: catalog:1 took 115 s to become healthy, x 2")
+
+
+def test_slow_health_checks_size_the_raise(world):
+    # A new service: one check a minute, five in a row to turn healthy, five minutes after the app answers.
+    world.add_fargate_cluster("prod")
+    world.push_image("search", "v1", AppProfile.slow_start(150))  # unhealthy after 2 failed checks, at 120 s
+    checks = HealthCheck(interval_seconds=60, healthy_threshold=5, unhealthy_threshold=2)
+    world.add_service("prod", "search", image="search:v1", grace_period=0, health_check=checks)
+    world.advance(900)
+    opt_in(world, "prod", "search")
+    run = start_agent(world, Mode.DRY_RUN)
+    [proposal] = [p for p in run.passes(1).proposals if p.action == "raise_grace_period"]
+    assert proposal.plan.decided_by.startswith(
+        "lifetime + checks: the tasks lived 160 s + 5 passing checks 60 s apart (300 s) = 460 s"
+    )
+    [change] = proposal.plan.changes
+    assert change.desired == 460
 
 
 def test_the_container_health_checks_start_period_sizes_the_raise(world):

@@ -27,9 +27,9 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: throughput and cost benchmarks; prints tables of medians
+## bench: throughput and cost benchmarks (tables of medians), and how fast each scenario heals
 bench: $(INSTALLED)
-	@status=0; for bench in diagnose world agent scale; do \
+	@status=0; for bench in diagnose world agent scale healing; do \
 	  $(BIN)/python benchmarks/bench_$$bench.py || status=1; echo; \
 	done; exit $$status
 

@@ -122,11 +122,12 @@ def _proposal_lines(proposal: Proposal, story: _Story, *, verbose: bool) -> list
     key = (proposal.cluster, proposal.service)
     if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED):
         story.actions.setdefault(key, []).append(proposal.action)
-    if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED:
+    prevention = proposal.cause in PREVENTION
+    if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED and not prevention:
         story.left_to_person[key] = "notified: a person applies the fix"
     elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
         story.left_to_person[key] = proposal.reason
-    if proposal.action == "notify" and proposal.cause in PREVENTION:
+    if proposal.action == "notify" and prevention:
         return []  # prevention advice: in the closing table, not in every pass
     story.proposed.add(key)
     if not verbose and story.shown.get(key) == (proposal.id, proposal.outcome.value):

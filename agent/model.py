@@ -166,6 +166,12 @@ class ServiceView:
     target_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # arn -> DescribeTargetGroups item
     capacity_providers: tuple[Mapping[str, Any], ...] = ()  # DescribeCapacityProviders items in use
     auto_scaling_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> ASG
+    # DescribeContainerInstances items of the cluster (registered and remaining CPU and memory), read for
+    # troubled services on EC2 capacity.
+    container_instances: tuple[Mapping[str, Any], ...] = ()
+    # Container Insights: the highest MemoryUtilized (MiB) of one of the service's tasks in the last
+    # hours, read for services whose tasks were OOM-killed in clusters with Container Insights on.
+    memory_peak_mib: float | None = None
     cluster_paused: str | None = None  # the reason, from the cluster's pause tag
 
     @property

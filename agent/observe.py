@@ -6,27 +6,41 @@ a time) are read only for services that show trouble: a new problem event, faile
 deployment, fewer running than desired, or a rollout that has not finished. Task definitions never
 change once registered, so each is read once and remembered. A failing cluster or service is
 recorded as an error of this pass and never stops the others.
+
+What sizes a fix is read for troubled services only: the target groups' health-check settings of a
+load-balanced service; the cluster's container instances (registered and remaining CPU and memory)
+for one on EC2, once per cluster and pass; and, for a service whose tasks were OOM-killed in a
+cluster with Container Insights on, the peak MemoryUtilized of its tasks (one GetMetricData). These
+reads are best effort: one that fails is reported as this pass's error, and the action sizes its fix
+without that evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agent.arns import as_datetime, family_revision, resource_name
 from agent.diagnose.events import reports_problem
-from agent.model import ServiceView
+from agent.diagnose.tasks import diagnose_task
+from agent.model import Cause, ServiceView
 from agent.state import PAUSED
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import datetime
+
+T = TypeVar("T")
 
 DESCRIBE_SERVICES_BATCH = 10  # the API's limit
 DESCRIBE_TASKS_BATCH = 100  # the API's limit
 STOPPED_TASKS_PER_SERVICE = 100  # newest evidence is enough; ECS keeps stopped tasks about an hour
 STUCK_ROLLOUT = timedelta(minutes=15)
+DESCRIBE_TARGET_GROUPS_BATCH = 20  # the API's limit for TargetGroupArns
+DESCRIBE_CONTAINER_INSTANCES_BATCH = 100  # the API's limit
+INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
+MEMORY_PEAK_WINDOW = timedelta(hours=3)  # long enough to hold the last good revision's busiest hour
 
 
 class ReadApi(Protocol):
@@ -135,6 +149,7 @@ class Observer:
     task_definition_reads_per_pass: int = 5
     _task_definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _events_seen_until: dict[str, datetime] = field(default_factory=dict)
+    _sizing_errors: list[ObserveError] = field(default_factory=list)  # this pass's failed best-effort reads
 
     def observe(self, now: datetime) -> Snapshot:
         errors: list[ObserveError] = []
@@ -167,6 +182,8 @@ class Observer:
                 errors.append(ObserveError(name, None, "ListServices", _message(error), configuration=denied))
                 unread[name] = max(unread.get(name, 0), int(cluster.get("activeServicesCount") or 0))
         names = tuple(str(c.get("clusterName")) for c in clusters)
+        errors += self._sizing_errors
+        self._sizing_errors = []
         return Snapshot(tuple(views), tuple(errors), names, {k: v for k, v in unread.items() if v})
 
     def observe_service(self, cluster: str, service: str, now: datetime) -> ServiceView | None:
@@ -190,7 +207,9 @@ class Observer:
         """The ACTIVE clusters among `arns`; the others (unknown, INACTIVE) are added to `missing`."""
         described: list[Mapping[str, Any]] = []
         for chunk in _chunks(arns, 100):
-            response = self.aws.call("ecs", "DescribeClusters", {"clusters": list(chunk), "include": ["TAGS"]})
+            response = self.aws.call(
+                "ecs", "DescribeClusters", {"clusters": list(chunk), "include": ["TAGS", "SETTINGS"]}
+            )
             described += [c for c in response.get("clusters") or [] if c.get("status", "ACTIVE") == "ACTIVE"]
         if missing is not None:
             found = {str(c.get(key)) for c in described for key in ("clusterName", "clusterArn")}
@@ -262,6 +281,18 @@ class Observer:
         if troubled and service.get("launchType") != "FARGATE" and capacity is None:
             capacity = self._capacity(cluster)
         providers, groups = (capacity or {}).get("providers", ()), (capacity or {}).get("groups", {})
+        instances = (capacity or {}).get("instances", ()) if troubled else ()
+        name = str(service.get("serviceName"))
+        target_groups: Mapping[str, Mapping[str, Any]] = {}
+        if troubled and service.get("loadBalancers"):
+            target_groups = self._best_effort(
+                lambda: self._target_groups(service), {}, cluster_name, name, "DescribeTargetGroups"
+            )
+        memory_peak = None
+        if troubled and insights_enabled(cluster) and any(_oom_killed(t) for t in stopped):
+            memory_peak = self._best_effort(
+                lambda: self._memory_peak(cluster_name, name, now), None, cluster_name, name, "GetMetricData"
+            )
         view = ServiceView(
             cluster=cluster_name,
             name=str(service.get("serviceName")),
@@ -272,6 +303,9 @@ class Observer:
             capacity_providers=tuple(providers) if troubled else (),
             auto_scaling_groups=dict(groups) if troubled else {},
             cluster_paused=paused,
+            target_groups=target_groups,
+            container_instances=tuple(instances),
+            memory_peak_mib=memory_peak,
         )
         return view, capacity
 
@@ -301,8 +335,15 @@ class Observer:
 
     def _capacity(self, cluster: Mapping[str, Any]) -> dict[str, Any]:
         names = [n for n in cluster.get("capacityProviders") or [] if not str(n).startswith("FARGATE")]
+        registered = int(cluster.get("registeredContainerInstancesCount") or 0)
+        cluster_name = str(cluster.get("clusterName"))
+        instances: tuple[Mapping[str, Any], ...] = ()
+        if registered:
+            instances = self._best_effort(
+                lambda: self._container_instances(cluster_name), (), cluster_name, None, "DescribeContainerInstances"
+            )
         if not names:
-            return {"providers": (), "groups": {}}
+            return {"providers": (), "groups": {}, "instances": instances}
         response = self.aws.call("ecs", "DescribeCapacityProviders", {"capacityProviders": names})
         providers = [p for p in response.get("capacityProviders") or [] if p.get("autoScalingGroupProvider")]
         group_names = [
@@ -315,7 +356,79 @@ class Observer:
                 "autoscaling", "DescribeAutoScalingGroups", {"AutoScalingGroupNames": group_names}
             )
             groups = {g["AutoScalingGroupName"]: g for g in described.get("AutoScalingGroups") or []}
-        return {"providers": tuple(providers), "groups": groups}
+        return {"providers": tuple(providers), "groups": groups, "instances": instances}
+
+    def _best_effort(self, read: Callable[[], T], default: T, cluster: str, service: str | None, operation: str) -> T:
+        """A read that sizes a fix: when it fails, say so and go on without it."""
+        try:
+            return read()
+        except Exception as error:  # noqa: BLE001 - the action falls back to sizing without this evidence
+            self._sizing_errors.append(ObserveError(cluster, service, operation, _message(error)))
+            return default
+
+    def _container_instances(self, cluster: str) -> tuple[Mapping[str, Any], ...]:
+        """Every container instance of the cluster, with its registered and remaining resources."""
+        arns = list(
+            self.aws.paginate(
+                "ecs", "ListContainerInstances", {"cluster": cluster, "maxResults": 100}, "containerInstanceArns"
+            )
+        )
+        instances: list[Mapping[str, Any]] = []
+        for chunk in _chunks(arns, DESCRIBE_CONTAINER_INSTANCES_BATCH):
+            response = self.aws.call(
+                "ecs", "DescribeContainerInstances", {"cluster": cluster, "containerInstances": list(chunk)}
+            )
+            instances += response.get("containerInstances") or []
+        return tuple(instances)
+
+    def _target_groups(self, service: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        """The health-check settings of the service's target groups, by ARN."""
+        arns = sorted({str(b["targetGroupArn"]) for b in service.get("loadBalancers") or [] if b.get("targetGroupArn")})
+        groups: dict[str, Mapping[str, Any]] = {}
+        for chunk in _chunks(arns, DESCRIBE_TARGET_GROUPS_BATCH):
+            response = self.aws.call("elbv2", "DescribeTargetGroups", {"TargetGroupArns": list(chunk)})
+            groups.update({str(g.get("TargetGroupArn")): g for g in response.get("TargetGroups") or []})
+        return groups
+
+    def _memory_peak(self, cluster: str, service: str, now: datetime) -> float | None:
+        """Container Insights' highest MemoryUtilized (MiB) of one of the service's tasks lately."""
+        window = int(MEMORY_PEAK_WINDOW.total_seconds())
+        query = {
+            "Id": "peak",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": INSIGHTS_NAMESPACE,
+                    "MetricName": "MemoryUtilized",
+                    "Dimensions": [
+                        {"Name": "ClusterName", "Value": cluster},
+                        {"Name": "ServiceName", "Value": service},
+                    ],
+                },
+                "Period": window,
+                "Stat": "Maximum",
+            },
+        }
+        response = self.aws.call(
+            "cloudwatch",
+            "GetMetricData",
+            {"MetricDataQueries": [query], "StartTime": now - MEMORY_PEAK_WINDOW, "EndTime": now},
+        )
+        values = [float(v) for result in response.get("MetricDataResults") or [] for v in result.get("Values") or []]
+        return max(values) if values else None
+
+
+def insights_enabled(cluster: Mapping[str, Any]) -> bool:
+    """Whether the cluster publishes Container Insights metrics (`enabled`, or `enhanced` observability)."""
+    return any(
+        s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced")
+        for s in cluster.get("settings") or []
+        if isinstance(s, dict)
+    )
+
+
+def _oom_killed(task: Mapping[str, Any]) -> bool:
+    finding = diagnose_task(task)
+    return finding is not None and finding.cause is Cause.OOM
 
 
 def _message(error: BaseException) -> str:

@@ -1,8 +1,13 @@
 """raise_memory: a new task definition revision with more memory for the container that ran out.
 
-The container's hard limit grows by `factor` (at least `min_increase_mib`, rounded up to 128 MiB,
-never above `max_mib`). On Fargate the task size must stay one of the CPU/memory pairs Fargate
-offers, so the task memory moves to the smallest valid size that holds every container, and the CPU
+Sized from evidence, the largest of: the container's hard limit times `factor` (at least
+`min_increase_mib` more); the largest limit at which the container was OOM-killed lately (ECS keeps
+stopped tasks about an hour, so a raise that did not help is seen here even after it was undone) times
+`factor`; and Container Insights' peak MemoryUtilized of the service's tasks, when observe read it,
+times `headroom`. Rounded up to 128 MiB, never above `max_mib`, and never a size the container already
+ran out of (then there is nothing left to try, and the policy escalates). The proposal names the
+reading that decided. On Fargate the task size must stay one of the CPU/memory pairs Fargate offers,
+so the task memory moves to the smallest valid size that holds every container, and the CPU
 moves up only when that CPU has no such size. Then the service is pointed at the new revision.
 Registering a revision is a change people review, so the bundled policy asks for approval.
 """
@@ -10,17 +15,22 @@ Registering a revision is a change people review, so the bundled policy asks for
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from agent.actions.base import Action, ApiCall, Change, Context, Derived, Expect, Params, Plan, Ref, update_service
-from agent.arns import region_of
+from agent.arns import family_revision, region_of
+from agent.diagnose.fields import integer
+from agent.diagnose.tasks import diagnose_task
+from agent.model import Cause
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from agent.model import ServiceView
+    from agent.state import ServiceState
 
 # Fargate's task sizes: CPU units -> the memory sizes (MiB) it accepts.
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -55,6 +65,74 @@ class RaiseMemoryParams(Params):
     factor: float = Field(default=1.5, gt=1.0, le=10.0, description="multiply the container's hard limit")
     min_increase_mib: int = Field(default=256, ge=1)
     max_mib: int = Field(default=8192, ge=128, description="never give the container more than this")
+    headroom: float = Field(
+        default=1.25, ge=1.0, le=10.0, description="multiply Container Insights' peak MemoryUtilized, when known"
+    )
+
+
+def container_limit(definition: Mapping[str, Any], container: str) -> int | None:
+    """The hard limit (MiB) `container` is killed at: its own, else its reservation, else the task's."""
+    found = next(
+        (c for c in definition.get("containerDefinitions") or [] if isinstance(c, dict) and c.get("name") == container),
+        None,
+    )
+    if found is None:
+        return None
+    return integer(found.get("memory")) or integer(found.get("memoryReservation")) or integer(definition.get("memory"))
+
+
+def oom_limits(service: ServiceView, container: str) -> Iterator[tuple[str, int]]:
+    """(revision, limit) of every stopped task ECS still shows whose `container` was OOM-killed."""
+    for task in service.stopped_tasks:
+        finding = diagnose_task(task)
+        if finding is None or finding.cause is not Cause.OOM or finding.subject.container != container:
+            continue
+        revision = family_revision(str(task.get("taskDefinitionArn") or "")) or ""
+        definition = service.task_definitions.get(revision)
+        limit = container_limit(definition, container) if definition else None
+        if limit is None:
+            stopped: Mapping[str, Any] = next(
+                (c for c in task.get("containers") or [] if c.get("name") == container), {}
+            )
+            limit = integer(stopped.get("memory")) or integer(task.get("memory"))
+        if limit:
+            yield revision, limit
+
+
+def size_memory(
+    service: ServiceView,
+    containers: Sequence[Mapping[str, Any]],
+    container: str,
+    current: int,
+    params: RaiseMemoryParams,
+) -> tuple[int, str] | None:
+    """(MiB, why) for `container`, whose hard limit is `current`; None when nothing is left to try."""
+    signals = [
+        (max(current * params.factor, current + params.min_increase_mib), f"the limit of {current} MiB", params.factor)
+    ]
+    killed: tuple[str, int] | None = max(oom_limits(service, container), key=lambda k: k[1], default=None)
+    if killed is not None:
+        revision, limit = killed
+        signals.append((limit * params.factor, f"tasks of {revision} were OOM-killed at {limit} MiB", params.factor))
+    # Container Insights measures the whole task: the container's share is what the others leave.
+    others = sum(
+        int(c.get("memory") or c.get("memoryReservation") or 0) for c in containers if c.get("name") != container
+    )
+    peak = (service.memory_peak_mib or 0.0) - others
+    if service.memory_peak_mib is not None and peak > 0:
+        signals.append(
+            (peak * params.headroom, f"Container Insights' peak MemoryUtilized is {peak:.0f} MiB", params.headroom)
+        )
+    wanted, reason, times = max(signals, key=lambda s: s[0])
+    why = f"{reason}: {times:g} x that"
+    if len(signals) > 1:
+        why += " (also weighed: " + "; ".join(r for _, r, _ in signals if r != reason) + ")"
+    desired = min(math.ceil(wanted / 128) * 128, params.max_mib)
+    if desired <= current or (killed is not None and desired <= killed[1]):
+        return None  # within max_mib, nothing the container has not already run out of
+    if wanted > params.max_mib:
+        why += f"; capped at max_mib ({params.max_mib})"
+    return desired, why
 
 
 class RaiseMemory(Action[RaiseMemoryParams]):
@@ -84,10 +162,10 @@ class RaiseMemory(Action[RaiseMemoryParams]):
         current = int(container.get("memory") or container.get("memoryReservation") or definition.get("memory") or 0)
         if current <= 0:
             return None
-        desired = math.ceil(max(current * params.factor, current + params.min_increase_mib) / 128) * 128
-        desired = min(desired, params.max_mib)
-        if desired <= current:
+        sized = size_memory(service, containers, container_name, current, params)
+        if sized is None:
             return None
+        desired, why = sized
         container["memory"] = desired
         set_container: dict[str, int] = {"memory": desired}
         if int(container.get("memoryReservation") or 0) > desired:
@@ -140,7 +218,16 @@ class RaiseMemory(Action[RaiseMemoryParams]):
             changes=tuple(changes),
             calls=(register, update_service(service, taskDefinition=Ref("revision"))),
             region=context.region,
+            decided_by=why,
         )
+
+    def state_after(self, changes: Sequence[Change], state: ServiceState) -> ServiceState:
+        # Undoing a raise deregisters its revision: a rollback must never return to it, even if it was
+        # steady for a while before its tasks ran out of memory again.
+        if [c.field for c in changes] != ["taskDefinition"] or "<" in str(changes[0].desired):
+            return state
+        undone = str(changes[0].current)
+        return replace(state, bad_revisions=(*[r for r in state.bad_revisions if r != undone], undone))
 
     def revert(self, service: ServiceView, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
         previous = next((c.current for c in changes if c.field == "taskDefinition"), None)

@@ -9,6 +9,11 @@ Expected causes use `agent.model.Cause`. A deployment that fails without a circu
 IN_PROGRESS forever and is diagnosed by its failing tasks' cause (`secrets_error` here: the new
 revision references a secret that does not exist), not as `deployment_circuit_breaker`: nothing
 stopped it.
+
+Some scenarios are built so that the first fix is not enough: a warm-up that outlasts the first
+grace period the tasks' lifetime suggests, a model that needs twice the memory twice, an EC2 service
+several instances short, a leak no memory limit holds, a start that hangs however long it is given,
+and a revision whose memory was cut below what Container Insights shows it uses.
 """
 
 from __future__ import annotations
@@ -257,6 +262,70 @@ def _roll_back_storm(clients: ClientFactory) -> None:
     roll_back(clients, "payments", *STORM_SERVICES)
 
 
+def _slow_warmup(world: World) -> None:
+    # v2 warms a larger cache: 4 minutes before it answers, longer than twice the tasks' lifetime.
+    world.add_fargate_cluster("prod")
+    world.push_image("catalog", "v1", AppProfile.slow_start(20))
+    world.add_service("prod", "catalog", image="catalog:v1", grace_period=0, health_check=HealthCheck())
+    world.advance(300)
+    world.push_image("catalog", "v2", AppProfile.slow_start(240))
+    world.deploy("prod", "catalog", image="catalog:v2")
+
+
+def _startup_hang(world: World) -> None:
+    # v2 waits forever for a migration lock at startup: no grace period is long enough.
+    world.add_fargate_cluster("prod")
+    world.push_image("checkout", "v1", AppProfile.slow_start(20))
+    world.add_service("prod", "checkout", image="checkout:v1", grace_period=0, health_check=HealthCheck())
+    world.advance(300)
+    world.push_image("checkout", "v2", AppProfile.hanging())
+    world.deploy("prod", "checkout", image="checkout:v2")
+
+
+def _several_instances_short(world: World) -> None:
+    # A nightly backfill asks for 20 tasks of 1 vCPU / 2 GiB; two 4 vCPU / 8 GiB instances hold 8.
+    world.add_ec2_cluster("etl", instances=2, instance_cpu=4096, instance_memory=8192, max_size=2)
+    world.push_image("ingest", "v1")
+    world.add_service("etl", "ingest", image="ingest:v1", desired_count=8, cpu=1024, memory=2048, load_balanced=False)
+    world.advance(300)
+    world.scale("etl", "ingest", 20)
+
+
+def _large_model(world: World) -> None:
+    # v2 loads a model of 1.7 GiB into a 512 MiB container: doubling the limit once is not enough.
+    world.add_fargate_cluster("prod")
+    world.push_image("ranker", "v1", AppProfile.memory_hungry(300))
+    world.add_service("prod", "ranker", image="ranker:v1", memory=512, container_memory=512, load_balanced=False)
+    world.advance(300)
+    world.push_image("ranker", "v2", AppProfile.memory_hungry(1800))
+    world.deploy("prod", "ranker", image="ranker:v2")
+
+
+def _memory_leak(world: World) -> None:
+    # v2 replays its whole order journal into memory at startup, without bound: 4 GiB are gone in 18 s,
+    # 8 GiB in 28 s, before a task has been up long enough to count as healthy.
+    world.add_fargate_cluster("prod")
+    world.push_image("orders", "v1", AppProfile.memory_hungry(2500))
+    world.add_service("prod", "orders", image="orders:v1", cpu=1024, memory=4096, container_memory=4096)
+    world.advance(300)
+    world.push_image("orders", "v2", AppProfile.leaking(1000, mib_per_second=400, ramp_seconds=10))
+    world.deploy("prod", "orders", image="orders:v2")
+
+
+def _right_sized_too_far(world: World) -> None:
+    # A cost review cuts the memory from 2 GiB to 512 MiB; the service peaks at 1.1 GiB, as Container
+    # Insights has shown for hours.
+    world.add_fargate_cluster("prod")
+    world.push_image("pricing", "v1", AppProfile.memory_hungry(1100))
+    world.add_service("prod", "pricing", image="pricing:v1", memory=2048, container_memory=2048, load_balanced=False)
+    world.advance(1800)
+    world.deploy("prod", "pricing", memory=512, container_memory=512)
+
+
+def _grace_360(clients: ClientFactory) -> None:
+    clients("ecs").update_service(cluster="prod", service="catalog", healthCheckGracePeriodSeconds=360)
+
+
 SCENARIOS: Mapping[str, Scenario] = {
     s.name: s
     for s in (
@@ -383,6 +452,79 @@ SCENARIOS: Mapping[str, Scenario] = {
             evidence=("unable to retrieve secret from asm", "Secrets Manager can't find the specified secret"),
             build=_no_breaker,
             fix=_enable_breaker,
+        ),
+        Scenario(
+            name="health-check-slow-warmup",
+            title="A version that warms a bigger cache outlasts the first grace period its tasks suggest",
+            symptom="tasks cycle on ELB health checks; after a first raise they live longer and still cycle",
+            operator_fix="raise the service's health-check grace period to 360 seconds",
+            expected_cause=Cause.HEALTH_CHECK_ELB,
+            cluster="prod",
+            services=("catalog",),
+            evidence=("Task failed ELB health checks in (target-group",),
+            build=_slow_warmup,
+            fix=_grace_360,
+        ),
+        Scenario(
+            name="health-check-hang",
+            title="A new version hangs at startup waiting for a lock: no grace period is long enough",
+            symptom="tasks cycle on ELB health checks (Request timed out) however long they are given",
+            operator_fix="roll back to the last good task definition",
+            expected_cause=Cause.HEALTH_CHECK_ELB,
+            cluster="prod",
+            services=("checkout",),
+            evidence=("Task failed ELB health checks in (target-group",),
+            build=_startup_hang,
+            fix=lambda clients: roll_back(clients, "prod", "checkout"),
+        ),
+        Scenario(
+            name="placement-several-instances",
+            title="An EC2 service scaled out for a backfill is three instances short",
+            symptom="service event: unable to place a task ... insufficient CPU units; 12 of 20 tasks missing",
+            operator_fix="raise the Auto Scaling group's desired and max size from 2 to 5",
+            expected_cause=Cause.PLACEMENT_CPU,
+            cluster="etl",
+            services=("ingest",),
+            evidence=("has insufficient CPU units available.",),
+            build=_several_instances_short,
+            fix=lambda clients: grow_group(clients, "etl-asg", 5),
+            settle=300.0,
+        ),
+        Scenario(
+            name="oom-large-model",
+            title="A new version loads a model three times larger than its container's memory",
+            symptom="tasks exit 137 with OutOfMemoryError; with twice the memory they still do",
+            operator_fix="register a revision with 2048 MiB (task and container) and deploy it",
+            expected_cause=Cause.OOM,
+            cluster="prod",
+            services=("ranker",),
+            evidence=("OutOfMemoryError: Container killed due to memory usage",),
+            build=_large_model,
+            fix=lambda clients: raise_memory(clients, "prod", "ranker", 2048),
+        ),
+        Scenario(
+            name="oom-memory-leak",
+            title="A new version leaks memory without bound: no limit holds it",
+            symptom="tasks exit 137 with OutOfMemoryError, later with more memory, but always",
+            operator_fix="roll back to the last good task definition",
+            expected_cause=Cause.OOM,
+            cluster="prod",
+            services=("orders",),
+            evidence=("OutOfMemoryError: Container killed due to memory usage",),
+            build=_memory_leak,
+            fix=lambda clients: roll_back(clients, "prod", "orders"),
+        ),
+        Scenario(
+            name="oom-after-right-sizing",
+            title="A cost review cut the memory below what the service uses at its peak",
+            symptom="tasks of the new revision exit 137 with OutOfMemoryError; the old ones peak at 1.1 GiB",
+            operator_fix="register a revision with 2048 MiB again and deploy it",
+            expected_cause=Cause.OOM,
+            cluster="prod",
+            services=("pricing",),
+            evidence=("OutOfMemoryError: Container killed due to memory usage",),
+            build=_right_sized_too_far,
+            fix=lambda clients: raise_memory(clients, "prod", "pricing", 2048),
         ),
         Scenario(
             name="storm",

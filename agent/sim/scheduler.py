@@ -289,12 +289,15 @@ def _replace_old_tasks(service: SimService, now: datetime, done: _Pass) -> None:
     _, minimum = rollout.rolling_limits(service.desired_count, service.deployment_configuration)
     active = [t for t in service.tasks.values() if t.active]
     healthy_primary = sum(1 for t in active if t.deployment_id == primary.id and is_healthy(t, now))
+    # Old tasks that are not healthy (still starting, or failing their health checks) count toward no
+    # minimum: they go first, then the healthy ones, oldest first, as far as the minimum allows.
     old = sorted(
-        (t for t in active if t.deployment_id != primary.id), key=lambda t: (t.running, t.created_at, t.task_id)
+        (t for t in active if t.deployment_id != primary.id),
+        key=lambda t: (is_healthy(t, now), t.created_at, t.task_id),
     )
-    healthy_total = healthy_primary + sum(1 for t in old if t.running)
+    healthy_total = healthy_primary + sum(1 for t in old if is_healthy(t, now))
     for task in old:
-        if not task.running:
+        if not is_healthy(task, now):
             _stop(task, now, reason, done)
         elif healthy_primary >= service.desired_count or healthy_total - 1 >= minimum:
             _stop(task, now, reason, done)

@@ -40,6 +40,7 @@ from agent.sim.account import (
 )
 from agent.sim.eventbridge import Delivery, DeliveryProfile
 from agent.sim.faults import FaultInjector
+from agent.sim.insights import ContainerInsights
 from agent.sim.middleware import WorldMiddleware
 from agent.sim.recording import RequestLog
 from agent.sim.throttle import Throttle
@@ -66,6 +67,7 @@ class World(Account):
         self.throttle = Throttle()
         self.delivery = Delivery(seed)
         self.endpoint_url = ""
+        self._insights = ContainerInsights(REGION)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         super().__init__(
@@ -279,6 +281,8 @@ class World(Account):
                 events = account._runtime.take_events()
                 if events and bridge.has_event_rules(account.region):
                     self.delivery.send(account.account_id, account.region, events, now)
+        # Container Insights of the world's own account (the one the scenarios use).
+        self._insights.collect(now, self._runtime.services.values(), self._runtime.profiles)
         for account_id, region, event in self.delivery.due(now):
             with bridge.in_account(account_id):
                 bridge.deliver_event(region, event)

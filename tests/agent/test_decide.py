@@ -11,7 +11,7 @@ from agent.approvals import Approval
 from agent.decide import Outcome, applied, decide, storm_clusters
 from agent.settings import Mode
 from agent.state import ActionRecord, Attempt, Change, Episode, ServiceState, Verification
-from tests.agent.fixtures import BUNDLED, NOW, assessment, at, limits, view
+from tests.agent.fixtures import BUNDLED, NOW, assessment, at, limits, policies, view
 from tests.diagnose.builders import container, deployment, service, stopped_task
 
 TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
@@ -86,9 +86,24 @@ def test_dry_run_proposes_what_enforce_would_do():
 
 
 def test_cooldown_holds():
-    state = ServiceState(actions={"raise_grace_period": ActionRecord(NOW - timedelta(minutes=10), 1, "verified", "p")})
+    # The bundled policy's cooldown is 5 minutes (verdicts, not the cooldown, pace its attempts).
+    state = ServiceState(actions={"raise_grace_period": ActionRecord(NOW - timedelta(minutes=3), 1, "verified", "p")})
     proposal = only(decide([assessment(elb_cycling(), state)], BUNDLED, limits(), NOW))
     assert proposal.outcome is Outcome.SKIPPED_COOLDOWN
+
+
+# The bundled policy climbs a ladder after its raises; this one has no steps beyond its own remediation.
+NO_LADDER = policies("""
+apiVersion: ecs-medic/v1
+kind: RemediationPolicy
+metadata: {name: raise-grace-period-on-elb-cycling}
+spec:
+  when: {cause: health_check_elb, occurrences: 3, within: 15m}
+  remediation: {action: raise_grace_period, params: {factor: 2, min_seconds: 60, max_seconds: 600}}
+  cooldown: 30m
+  maxAttempts: 3
+  priority: 50
+""")
 
 
 def test_max_attempts_escalate():
@@ -100,7 +115,7 @@ def test_max_attempts_escalate():
     state = ServiceState(
         actions={"raise_grace_period": record}, episode=episode, changed_at=NOW - timedelta(minutes=20)
     )
-    proposal = only(decide([assessment(elb_cycling(), state)], BUNDLED, limits(), NOW))
+    proposal = only(decide([assessment(elb_cycling(), state)], NO_LADDER, limits(), NOW))
     assert proposal.outcome is Outcome.SKIPPED_LIMIT
     assert proposal.reason.startswith("escalated: every step of the policy was tried (3 changes)")
 
@@ -292,7 +307,7 @@ def test_applying_records_the_attempt_and_starts_verification():
     state = applied(decision.state, change, outputs={}, revision=None, now=NOW, summary=decision.proposal.plan.summary)
     record = state.actions["raise_grace_period"]
     assert (record.last_at, record.attempts, record.proposal_id) == (NOW, 1, decision.proposal.id)
-    assert state.verifying.deadline == NOW + timedelta(seconds=600)
+    assert state.verifying.deadline == NOW + timedelta(minutes=15)  # the bundled policy's verify.timeout
     assert state.verifying.change.token == "t-9"
     assert (state.episode.policy, state.episode.step, state.episode.attempts) == (decision.proposal.policy, 0, 1)
     assert [a.outcome for a in state.episode.history] == ["applied"]

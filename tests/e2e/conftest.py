@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agent import logs
 from agent.decide import Outcome, Proposal
-from agent.demo import agent_for, manage
+from agent.demo import agent_for, approve, approver_gateway, manage
 from agent.metrics import Metrics
 from agent.model import Risk
 from agent.reconciler import PassReport, Reconciler
@@ -64,9 +64,35 @@ class Run:
         return [p for p in self.proposals() if p.outcome is Outcome.APPLIED and p.cause not in PREVENTION]
 
 
-def start_agent(world: World, mode: Mode = Mode.ENFORCE, **settings: Any) -> Run:
+def start_agent(world: World, mode: Mode = Mode.ENFORCE, *, cooldown: float | None = None, **settings: Any) -> Run:
+    """The agent against `world`, with the bundled policies (every cooldown set to `cooldown` seconds
+    when given: short enough for an episode to move on as soon as a verdict allows)."""
     metrics = Metrics(CollectorRegistry())
-    return Run(world, agent_for(world, Settings(mode=mode, **settings), metrics=metrics))
+    reconciler = agent_for(world, Settings(mode=mode, **settings), metrics=metrics)
+    if cooldown is not None:
+        bundled = reconciler.policies()
+        short = replace(
+            bundled,
+            policies=tuple(
+                replace(
+                    p,
+                    policy=p.policy.model_copy(
+                        update={"spec": p.policy.spec.model_copy(update={"cooldown": cooldown})}
+                    ),
+                )
+                for p in bundled.policies
+            ),
+        )
+        reconciler.policies = lambda: short
+    return Run(world, reconciler)
+
+
+def approve_waiting(run: Run) -> None:
+    """Play the operator who answers `ecs-medic proposals` with `ecs-medic approve ID`."""
+    approver = approver_gateway(run.world)
+    for proposal in run.reports[-1].proposals:
+        if proposal.outcome is Outcome.AWAITING_APPROVAL:
+            approve(run.world, approver, proposal.service_arn, proposal.id, run.world.now)
 
 
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"

@@ -8,6 +8,7 @@ run until every affected service is back at steady state.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -117,11 +118,11 @@ def _entrypoint(world: World, described: dict[str, Any], stopped: list[dict[str,
     assert _log_lines(world, task) == ["exec /app/docker-entrypoint.sh: exec format error"]
 
 
-def _placement(resource: str) -> Any:
+def _placement(resource: str, desired: int = 6, running: int = 4) -> Any:
     def check(world: World, described: dict[str, Any], stopped: list[dict[str, Any]]) -> None:
         del world
         assert stopped == []
-        assert described["desiredCount"] == 6 and described["runningCount"] == 4
+        assert described["desiredCount"] == desired and described["runningCount"] == running
         pattern = (
             rf"^\(service {described['serviceName']}\) was unable to place a task because no container instance met "
             r"all of its requirements\. The closest matching \(container-instance [0-9a-f]{32}\) "
@@ -155,6 +156,59 @@ def _health_cycling(world: World, described: dict[str, Any], stopped: list[dict[
     assert {h["TargetHealth"]["State"] for h in health} <= {"healthy", "initial", "unhealthy", "draining"}
 
 
+def _elb_killed(log_line: str) -> Any:
+    """Tasks stopped by ELB health checks, whose logs show how far the app got."""
+
+    def check(world: World, described: dict[str, Any], stopped: list[dict[str, Any]]) -> None:
+        group = described["loadBalancers"][0]["targetGroupArn"]
+        killed = [t for t in stopped if t["stopCode"] == "ServiceSchedulerInitiated" and t["lastStatus"] == "STOPPED"]
+        assert killed, "tasks are stopped by the scheduler"
+        assert {t["stoppedReason"] for t in killed} == {f"Task failed ELB health checks in (target-group {group})"}
+        assert all(t["containers"][0]["exitCode"] == 137 for t in killed), "not answering: killed after SIGTERM"
+        assert described["healthCheckGracePeriodSeconds"] == 0
+        assert log_line in _log_lines(world, killed[0])
+        primary, active = described["deployments"]
+        assert primary["rolloutState"] == "IN_PROGRESS" and active["rolloutState"] == "COMPLETED"
+
+    return check
+
+
+def _oom_at(limit: int) -> Any:
+    def check(world: World, described: dict[str, Any], stopped: list[dict[str, Any]]) -> None:
+        _oom(world, described, stopped)
+        assert {t["containers"][0]["memory"] for t in stopped} == {str(limit)}
+
+    return check
+
+
+def _right_sized(world: World, described: dict[str, Any], stopped: list[dict[str, Any]]) -> None:
+    """The new revision's tasks run out of 512 MiB; Container Insights shows the old ones at 1.1 GiB."""
+    _oom_at(512)(world, described, stopped)
+    peak = world.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "peak",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "ECS/ContainerInsights",
+                        "MetricName": "MemoryUtilized",
+                        "Dimensions": [
+                            {"Name": "ClusterName", "Value": "prod"},
+                            {"Name": "ServiceName", "Value": "pricing"},
+                        ],
+                    },
+                    "Period": 3600,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        StartTime=world.now - timedelta(hours=1),
+        EndTime=world.now,
+    )["MetricDataResults"][0]["Values"]
+    assert peak and max(peak) == 1100.0
+    assert described["runningCount"] == 2, "the old revision keeps serving"
+
+
 def _healthy(world: World, described: dict[str, Any], stopped: list[dict[str, Any]]) -> None:
     del world
     assert stopped == []
@@ -180,6 +234,12 @@ SHAPES = {
     "health-check-cycling": _health_cycling,
     "deployment-no-circuit-breaker": _no_breaker,
     "storm": _storm,
+    "health-check-slow-warmup": _elb_killed("Warming caches"),
+    "health-check-hang": _elb_killed("Waiting for the schema migration lock"),
+    "placement-several-instances": _placement("has insufficient CPU units available.", desired=20, running=8),
+    "oom-large-model": _oom_at(512),
+    "oom-memory-leak": _oom_at(4096),
+    "oom-after-right-sizing": _right_sized,
 }
 
 

@@ -14,13 +14,12 @@ from tests.e2e.conftest import agent_revisions, policies_where, prepare, start_a
 GRACE = "raise_grace_period_on_elb_cycling"
 
 
-def test_a_grace_period_that_was_not_enough_is_seen_early_and_raised_again_from_the_new_evidence(world, tmp_path):
+def test_a_grace_period_that_was_not_enough_is_seen_early_and_raised_again_from_the_new_evidence(world):
     prepare(world, SCENARIOS["health-check-cycling"])
     world.push_image("search", "v3", AppProfile.slow_start(300))  # five minutes to warm its caches
     world.deploy("prod", "search", image="search:v3")
     world.advance(600)
-    policies = policies_where(tmp_path / "p", **{GRACE: ("cooldown: 30m", "cooldown: 1m")})
-    run = start_agent(world, policies=policies)
+    run = start_agent(world, cooldown=60)
     for _ in range(40):
         run.passes(1)
         if [v for r in run.reports for v in r.verifications if v[3] is Outcome.VERIFIED]:
@@ -55,13 +54,8 @@ def test_spent_attempts_escalate_along_the_policys_ladder(world, tmp_path):
     world.push_image("search", "v2", AppProfile.slow_start(900))  # no grace period within bounds helps
     world.deploy("prod", "search", image="search:v2")
     world.advance(900)
-    ladder = (
-        "  maxAttempts: 1\n"
-        "  escalation:\n"
-        "    - {action: rollback_task_definition, timeout: 10m}\n"
-        "    - {action: notify}\n"
-    )
-    policies = policies_where(tmp_path / "p", **{GRACE: ("  maxAttempts: 3\n", ladder)})
+    # One raise, then the ladder: roll back to the last good revision, then a person.
+    policies = policies_where(tmp_path / "p", **{GRACE: ("  maxAttempts: 2\n", "  maxAttempts: 1\n")})
     run = start_agent(world, policies=policies)
     run.passes(40)
     applied = [p for p in run.proposals() if p.outcome is Outcome.APPLIED and p.policy.startswith("raise-grace")]
@@ -96,28 +90,27 @@ def test_more_memory_that_did_not_help_is_undone_and_never_left_behind(world, tm
     world.push_image("api", "v3", AppProfile.memory_hungry(20000))  # a leak: no raise within bounds helps
     world.deploy("prod", "api", image="api:v3")
     world.advance(300)
-    policies = policies_where(
-        tmp_path / "p",
-        raise_memory_on_oom=("approval: manual\n  cooldown: 1h", "approval: auto\n  cooldown: 1m"),
-    )
-    run = start_agent(world, policies=policies)
+    policies = policies_where(tmp_path / "p", raise_memory_on_oom=("approval: manual", "approval: auto"))
+    run = start_agent(world, policies=policies, cooldown=60)
     run.passes(40)
     done = [
         (p.action, p.kind, p.outcome)
         for p in run.proposals()
         if p.outcome in (Outcome.APPLIED, Outcome.REVERTED) and p.plan.mutates
     ]
-    assert done == [
+    # The first raise is sized from the OOM kills; when it does not help it is undone, and so is the
+    # second. Then the ladder rolls back to the last revision that was steady.
+    assert done[:4] == [
         ("raise_memory", Kind.REMEDIATION, Outcome.APPLIED),
         ("raise_memory", Kind.REVERT, Outcome.REVERTED),
         ("raise_memory", Kind.REMEDIATION, Outcome.APPLIED),
         ("raise_memory", Kind.REVERT, Outcome.REVERTED),
     ]
+    assert done[4:] == [("rollback_task_definition", Kind.REMEDIATION, Outcome.APPLIED)]
     assert agent_revisions(world, "api") == []  # every revision it registered is deregistered again
-    assert world.service_state("prod", "api").task_definition.endswith("api:3")  # back where it was
-    [last] = [p for p in run.reports[-1].proposals if p.action == "raise_memory"]
-    assert last.outcome is Outcome.SKIPPED_LIMIT  # two attempts, both undone: a person decides
-    assert [a.outcome for a in last.history] == ["reverted", "reverted"]
+    [rollback] = [p for p in run.proposals() if p.action == "rollback_task_definition" and p.outcome is Outcome.APPLIED]
+    assert [a.outcome for a in rollback.history] == ["reverted", "reverted"]
+    assert world.service_state("prod", "api").task_definition.endswith("api:1")  # the last one that was steady
 
 
 def test_a_verified_change_is_never_undone(world):

@@ -268,7 +268,7 @@ def _run_scenario(scenario: Scenario, *, settings: Settings, watch: _Watch, minu
         manage(world, [scenario])
         reconciler = agent_for(world, settings, metrics=watch.metrics)
         sent = _NotificationLines()
-        notifier = Notifier([sent], metrics=watch.metrics, log=logs.logger())
+        notifier = Notifier([sent], metrics=watch.metrics, log=logs.logger(), ledger=reconciler.ledger)
         reconciler.notifier = notifier
         story = _Story(scenario.name, tuple((scenario.cluster, service) for service in scenario.services))
         elapsed = 0.0

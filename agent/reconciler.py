@@ -13,14 +13,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agent import announce, approvals
 from agent.act import ChangeFailedError, Executor, Progress, for_intent, record
 from agent.actions import REGISTRY
+from agent.announce import SettledLedger
 from agent.arns import family_revision, region_of
 from agent.decide import (
     Assessment,
@@ -175,9 +177,12 @@ class Reconciler:
     memory: Memory = field(default_factory=Memory)
     journal: Journal = field(default_factory=Journal)
     latest: tuple[Proposal, ...] = ()
-    latest_verdicts: tuple[VerdictReport, ...] = ()
-    notifier: Any = None  # agent.notify.Notifier: submit() never blocks and never raises
+    recent_verdicts: deque[VerdictReport] = field(default_factory=partial(deque, maxlen=100))
+    notifier: Any = None  # agent.notify.Notifier, built with `ledger`: submit() never blocks and never raises
+    ledger: SettledLedger = field(default_factory=SettledLedger)
     _paused_before: set[str] = field(default_factory=set)
+    _announced: dict[str, set[str]] = field(default_factory=dict)  # arn -> keys submitted, not yet recorded
+    _last: dict[str, tuple[ServiceView, ServiceState]] = field(default_factory=dict)
     _counted_findings: set[tuple[str, str]] = field(default_factory=set)
     _counted_proposals: set[tuple[str, str]] = field(default_factory=set)
     _reported_problems: set[tuple[str, str]] = field(default_factory=set)
@@ -263,7 +268,7 @@ class Reconciler:
             state_errors=tuple(state_errors),
         )
         self.latest = report.proposals
-        self.latest_verdicts = report.verdicts
+        self.recent_verdicts.extend(report.verdicts)
         if not limits.standby:
             for notification in announce.of_clusters(report.paused_clusters, self._paused_before, now):
                 self._submit(notification)
@@ -272,15 +277,43 @@ class Reconciler:
         return report
 
     def _announce(self, decision: Decision, policies: PolicySet, now: datetime) -> Decision:
-        """Tell people about this service's changes of state, each once: the keys sent are remembered
-        with its state, so neither the next pass nor a restarted agent sends them again."""
-        state = decision.state
+        """Tell people about this service's changes of state, each once. A key is recorded with the
+        service's state once its delivery settled (sent, or given up after its retries), so the next
+        pass and a restarted agent do not send it again, and one that never left (a full queue, a
+        shutdown) is sent again."""
+        if self.notifier is None or not self.notifier.channels:
+            return decision  # nothing is sent, so nothing is recorded
+        view = decision.assessment.view
+        state = self._delivered(view.arn, decision.state)
+        waiting = self._announced.setdefault(view.arn, set())
         for notification in announce.of_decision(decision, policies, now):
-            if notification.key in state.notified:
-                continue
-            self._submit(notification)
-            state = state.with_notified(notification.key)
+            if notification.key not in state.notified:
+                # Submitted again while unrecorded: the notifier drops a key on its way or settled, and
+                # sends again one that never left.
+                self._submit(notification)
+                waiting.add(notification.key)
+        self._last[view.arn] = (view, state)
         return replace(decision, state=state)
+
+    def _delivered(self, arn: str, state: ServiceState) -> ServiceState:
+        waiting = self._announced.get(arn, set())
+        for key in sorted(self.ledger.settled(waiting)):
+            state = state.with_notified(key)
+            waiting.discard(key)
+        return state
+
+    def remember_notifications(self) -> int:
+        """Record what was delivered since the last pass (a one-shot command's end); returns how many
+        services' states were written."""
+        written = 0
+        limits = self.limits
+        for arn, (view, state) in list(self._last.items()):
+            delivered = self._delivered(arn, state)
+            if delivered != state:
+                self._last[arn] = (view, delivered)
+                self._remember(view, delivered, limits)
+                written += 1
+        return written
 
     def _submit(self, notification: Notification) -> None:
         if self.notifier is not None:

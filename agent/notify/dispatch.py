@@ -199,8 +199,8 @@ class Notifier:
                 for lane in lanes:
                     self._dropped(lane.name, notification, "closed")
                 return
-            if notification.key in self._pending:
-                return  # on its way already: a later pass repeating the same change
+            if notification.key in self._pending or self._known(notification.key):
+                return  # on its way already, or settled: a later pass repeating the same change
             self._pending[notification.key] = _Pending({lane.name for lane in lanes})
             full = [lane for lane in lanes if lane.queue.qsize() >= self._queue_size]
             for lane in lanes:
@@ -209,6 +209,13 @@ class Notifier:
         for lane in full:
             self._dropped(lane.name, notification, "queue_full")
             self._finish(notification.key, lane.name, settled=False)
+
+    def _known(self, key: str) -> bool:
+        """Whether the ledger knows the key; a ledger that cannot answer says no (the worker asks again)."""
+        try:
+            return self.ledger.seen(key)
+        except Exception:  # noqa: BLE001 - a ledger that cannot answer must not stop delivery
+            return False
 
     def _log_unconfigured(self, notification: Notification) -> None:
         for name in notification.channels:

@@ -42,10 +42,12 @@ ALL_FEATURES = {
     "PassRoleArns": ",".join(PASS_ROLES),
     "ContainerLogGroups": LOG_GROUPS,
     "ServiceDiscoveryNamespaceId": "ns-abcdefghijklmnop",
+    "ApprovalKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 # Writes the agent may make in dry-run, each scoped to its one resource: publishing a notification to
-# the configured topic. Otherwise a dry-run agent proposes, and remembers in memory.
-DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish"})
+# the configured topic; and kms:Verify on the approval key, which IAM files under Write although it
+# only checks a signature and changes nothing. Otherwise a dry-run agent proposes, and remembers in memory.
+DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish", "kms:Verify"})
 # The longest prefix first: EventsQueueDelete* is not EventsQueue*.
 SID_PREFIXES = {
     "EventsQueueDelete": "events_queue_enforce",

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
-READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify"})  # reading a queue or checking a signature changes nothing
+# Reads not named like one: a queue's messages, a signature's check, IAM's policy simulator.
+READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify", "SimulatePrincipalPolicy"})
 # Errors that prove a request was not carried out, so sending it again cannot make a change twice.
 _NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
 # Errors after which the request may or may not have been carried out.

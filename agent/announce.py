@@ -8,8 +8,6 @@ and restarts. A standby replica announces nothing: the leader does.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from agent.decide import Kind as ProposalKind
@@ -22,30 +20,6 @@ if TYPE_CHECKING:
 
     from agent.decide import Decision, Proposal
     from agent.policy.loader import PolicySet
-
-
-class SettledLedger:
-    """The notifier's ledger: the keys whose delivery settled in this process (sent, or given up), until
-    the reconciler records them with their service's state. Thread-safe: the notifier's workers mark."""
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self._capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def seen(self, key: str) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def mark(self, key: str) -> None:
-        with self._lock:
-            self._keys[key] = None
-            while len(self._keys) > self._capacity:
-                self._keys.popitem(last=False)
-
-    def settled(self, keys: Iterable[str]) -> set[str]:
-        with self._lock:
-            return {key for key in keys if key in self._keys}
 
 
 def _channels(policies: PolicySet, name: str) -> tuple[str, ...]:

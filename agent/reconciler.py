@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from agent import announce, approvals
 from agent.act import ChangeFailedError, Executor, Progress, for_intent, record
 from agent.actions import REGISTRY
-from agent.announce import SettledLedger
 from agent.arns import family_revision, region_of
 from agent.decide import (
     Assessment,
@@ -43,6 +42,7 @@ from agent.diagnose.risks import risks_of
 from agent.errors import LeaseLostError
 from agent.journal import Journal
 from agent.model import Finding, ServiceView, Subject
+from agent.notify.dispatch import MemoryLedger
 from agent.observe import ObserveError, Observer, Snapshot
 from agent.settings import Mode, Settings
 from agent.state import EMPTY, MAX_CHANGE_SECONDS, Intent, Problem, ServiceState
@@ -179,7 +179,7 @@ class Reconciler:
     latest: tuple[Proposal, ...] = ()
     recent_verdicts: deque[VerdictReport] = field(default_factory=partial(deque, maxlen=100))
     notifier: Any = None  # agent.notify.Notifier, built with `ledger`: submit() never blocks and never raises
-    ledger: SettledLedger = field(default_factory=SettledLedger)
+    ledger: MemoryLedger = field(default_factory=MemoryLedger)  # keys whose delivery settled, until recorded
     _paused_before: set[str] = field(default_factory=set)
     _announced: dict[str, set[str]] = field(default_factory=dict)  # arn -> keys submitted, not yet recorded
     _last: dict[str, tuple[ServiceView, ServiceState]] = field(default_factory=dict)
@@ -297,7 +297,7 @@ class Reconciler:
 
     def _delivered(self, arn: str, state: ServiceState) -> ServiceState:
         waiting = self._announced.get(arn, set())
-        for key in sorted(self.ledger.settled(waiting)):
+        for key in sorted(self.ledger.known(waiting)):
             state = state.with_notified(key)
             waiting.discard(key)
         return state

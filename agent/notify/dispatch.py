@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from agent.notify.channels import DeliveryError, TemporaryDeliveryError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from agent.metrics import Metrics
     from agent.notify.channels import Channel
@@ -64,6 +64,11 @@ class MemoryLedger:
             self._keys.move_to_end(key)
             while len(self._keys) > self._capacity:
                 self._keys.popitem(last=False)
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` were marked (the caller records them where they outlive the process)."""
+        with self._lock:
+            return {key for key in keys if key in self._keys}
 
 
 class RateLimit:

@@ -208,7 +208,6 @@ class Decision:
     change: Change | None = None  # what APPLY records (the reconciler adds the token)
     judged: Judged | None = None
     escalations: tuple[str, ...] = ()  # this pass moved the episode on: "step 1 -> rollback_task_definition"
-    waiting: str = ""  # why nothing was decided (a change in flight or under verification)
 
 
 def proposal_id(cluster: str, service: str, policy: str, plan: Plan) -> str:
@@ -550,13 +549,7 @@ def decide_service(
     """What to do about one service now."""
     state = assessment.state
     if state.intent is not None:
-        intent = state.intent
-        return Decision(
-            assessment,
-            None,
-            state,
-            waiting=f"{intent.change.action} in flight since {intent.started.isoformat()} (by {intent.holder})",
-        )
+        return Decision(assessment, None, state)  # a change still being written is recovered first
     judged = None
     if state.verifying is not None:
         verification = state.verifying
@@ -573,7 +566,7 @@ def decide_service(
             # Nothing is learnt from a service while a change is judged: a revision steady for a moment
             # is not the last good one until the change is verified.
             state = replace(state, verifying=watched)
-            return Decision(assessment, None, state, waiting=f"verifying {change.action} until {watched.deadline}")
+            return Decision(assessment, None, state)
         judged = Judged(verification, verdict)
         state = after_verdict(state, judged)
     state = learn(replace(assessment, state=state))

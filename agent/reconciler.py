@@ -154,6 +154,9 @@ def assess(
     return Assessment(view, tuple(findings), tuple(risks), state, region, approval, problems)
 
 
+APPROVALS_REMEMBERED = 1_000  # signatures already checked, by service and approval
+
+
 def new_token() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -357,6 +360,8 @@ class Reconciler:
             return None
         cache_key = (view.arn, view.tags.get(approvals.APPROVAL_TAG, ""))
         if cache_key not in self._approvals_checked:
+            if len(self._approvals_checked) >= APPROVALS_REMEMBERED:
+                self._approvals_checked.clear()  # a bound, not a policy: they are checked again
             self._approvals_checked[cache_key] = approvals.verify(self.aws, str(key_id), view.arn, signed)
         if not self._approvals_checked[cache_key]:
             self._report_problems(view, (Problem(approvals.APPROVAL_TAG, "the signature does not verify"),))

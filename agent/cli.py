@@ -175,7 +175,9 @@ def _start_notifications(runtime: _Runtime) -> Any:  # noqa: ANN401 - agent.noti
     `approve`, does not)."""
     from agent.notify import notifier_from_settings  # noqa: PLC0415
 
-    notifier = notifier_from_settings(runtime.settings, runtime.gateway, runtime.metrics, runtime.log)
+    notifier = notifier_from_settings(
+        runtime.settings, runtime.gateway, runtime.metrics, runtime.log, ledger=runtime.reconciler.ledger
+    )
     runtime.reconciler.notifier = notifier
     return notifier
 
@@ -234,6 +236,7 @@ def _print_pass(report: PassReport, output: str, stdout: TextIO, proposals: Sequ
             "services": report.services,
             "findings": [finding_to_dict(f) for f in report.findings],
             "proposals": [p.to_dict() for p in shown],
+            "verdicts": [v.to_dict() for v in report.verdicts],
             "errors": [_error_to_dict(e) for e in report.errors],
         }
         _emit(document, output, stdout)
@@ -453,7 +456,8 @@ def _once(args: argparse.Namespace, _stdin: TextIO, stdout: TextIO) -> int:
         if timeline is not None:
             timeline.record(report)
     assert report is not None  # noqa: S101 - at least one pass ran
-    notifier.close(10)  # what the passes announced goes out before the command ends
+    notifier.close(10)  # what the passes announced goes out before the command ends ...
+    runtime.reconciler.remember_notifications()  # ... and is recorded, so the next run does not repeat it
     _print_pass(report, args.output, stdout)
     if timeline is not None:
         timeline.write(args.timeline)
@@ -680,6 +684,7 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
     health = Health(
         max_pass_age_seconds=max(3 * settings.poll_interval_seconds, 120.0),
         proposals=lambda: agent_box[0].proposals if agent_box else [],
+        verdicts=lambda: agent_box[0].verdicts if agent_box else [],
     )
     try:
         server = StatusServer(runtime.metrics, health, settings.metrics_port, host=settings.listen_address).start()

@@ -23,7 +23,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from agent.actions import REGISTRY, Context, Plan
-from agent.arns import revision_of
+from agent.arns import family_revision, revision_of
 from agent.diagnose import last_good_task_definition
 from agent.model import Finding, RiskFinding, ServiceView, SourceKind
 from agent.settings import Mode
@@ -208,7 +208,6 @@ class Decision:
     change: Change | None = None  # what APPLY records (the reconciler adds the token)
     judged: Judged | None = None
     escalations: tuple[str, ...] = ()  # this pass moved the episode on: "step 1 -> rollback_task_definition"
-    waiting: str = ""  # why nothing was decided (a change in flight or under verification)
 
 
 def proposal_id(cluster: str, service: str, policy: str, plan: Plan) -> str:
@@ -385,7 +384,8 @@ def after_verdict(state: ServiceState, judged: Judged) -> ServiceState:
             else a
             for a in episode.history
         )
-        episode = None if outcome is Outcome.VERIFIED else replace(episode, history=history)
+        undo = judged.verification if change.revert and change.reverts is None else None
+        episode = None if outcome is Outcome.VERIFIED else replace(episode, history=history, undo=undo)
     return replace(state, verifying=None, episode=episode)
 
 
@@ -522,7 +522,7 @@ def _evidence(findings: Sequence[Finding], risks: Sequence[RiskFinding]) -> tupl
     )
 
 
-def _change(candidate: _Candidate, proposal: Proposal) -> Change:
+def _change(candidate: _Candidate, proposal: Proposal, superseded: Verification | None = None) -> Change:
     step = candidate.steps[candidate.step]
     spec = candidate.policy.policy.spec
     causes = tuple(c.value for c in spec.when.cause) or (proposal.cause,)
@@ -539,6 +539,7 @@ def _change(candidate: _Candidate, proposal: Proposal) -> Change:
         failures=spec.verify.failures,
         verify_seconds=step.verify_seconds,
         quiet_seconds=proposal.plan.quiet_seconds,
+        supersedes=superseded.change.token if superseded is not None else None,
     )
 
 
@@ -548,13 +549,7 @@ def decide_service(
     """What to do about one service now."""
     state = assessment.state
     if state.intent is not None:
-        intent = state.intent
-        return Decision(
-            assessment,
-            None,
-            state,
-            waiting=f"{intent.change.action} in flight since {intent.started.isoformat()} (by {intent.holder})",
-        )
+        return Decision(assessment, None, state)  # a change still being written is recovered first
     judged = None
     if state.verifying is not None:
         verification = state.verifying
@@ -568,25 +563,45 @@ def decide_service(
             judged_by=REGISTRY[change.action].judged_by if change.action in REGISTRY else "failures",
         )
         if verdict is None:
-            state = learn(replace(assessment, state=replace(state, verifying=watched)))
-            return Decision(assessment, None, state, waiting=f"verifying {change.action} until {watched.deadline}")
+            # Nothing is learnt from a service while a change is judged: a revision steady for a moment
+            # is not the last good one until the change is verified.
+            state = replace(state, verifying=watched)
+            return Decision(assessment, None, state)
         judged = Judged(verification, verdict)
         state = after_verdict(state, judged)
-        if judged.outcome is Outcome.NOT_EFFECTIVE and change.revert and change.reverts is None:
-            reverted = _revert(replace(assessment, state=state), judged, limits, fleet=fleet, budget=budget, now=now)
-            if reverted is not None:
-                return reverted
     state = learn(replace(assessment, state=state))
     current = replace(assessment, state=state)
     candidate = _candidate(current, policies, limits, now)
+    undo = state.episode.undo if state.episode is not None else None
+    superseded = None
+    if undo is not None:
+        replacing = _superseding(candidate, undo)
+        if replacing is None:
+            # The episode moves on to another action (or nowhere): undo the change that did not help first.
+            reverted = _revert(current, undo, policies, limits, fleet=fleet, budget=budget, now=now)
+            if reverted is not None:
+                return replace(reverted, judged=judged)
+            state = replace(state, episode=replace(state.episode, undo=None)) if state.episode else state
+        else:
+            candidate, superseded = replacing, undo
     if candidate is None:
         if state.pending is not None:
             state = replace(state, pending=None)  # the problem that needed approval is gone
         return Decision(assessment, None, state, judged=judged)
     proposal = _propose(current, candidate, limits, fleet=fleet, budget=budget, now=now)
-    planned = _change(candidate, proposal) if proposal.outcome is Outcome.APPLY else None
+    planned = _change(candidate, proposal, superseded) if proposal.outcome is Outcome.APPLY else None
     state = _remember(state, candidate, proposal, now)
     return Decision(assessment, proposal, state, planned, judged, candidate.escalations)
+
+
+def _superseding(candidate: _Candidate | None, undo: Verification) -> _Candidate | None:
+    """The candidate made to replace a change that did not help and clean up after it (None: the next
+    change does not replace it, and it is undone first)."""
+    if candidate is None or candidate.exhausted or undo.change.action not in REGISTRY:
+        return None
+    changes = tuple(_plan_change(c) for c in undo.change.changes)
+    plan = REGISTRY[undo.change.action].supersede(candidate.plan, changes, undo.outputs)
+    return replace(candidate, plan=plan) if plan is not None else None
 
 
 def _propose(
@@ -635,16 +650,22 @@ def _propose(
 
 
 def _revert(
-    assessment: Assessment, judged: Judged, limits: Limits, *, fleet: Fleet, budget: Budget, now: datetime
+    assessment: Assessment,
+    undo: Verification,
+    policies: PolicySet,
+    limits: Limits,
+    *,
+    fleet: Fleet,
+    budget: Budget,
+    now: datetime,
 ) -> Decision | None:
     """Undo a change judged not effective, as a change of its own (exactly once, like any other)."""
-    verification = judged.verification
-    change = verification.change
+    change = undo.change
     action = REGISTRY.get(change.action)
     if action is None:
         return None
     changes = tuple(_plan_change(c) for c in change.changes)
-    plan = action.revert(assessment.view, changes, verification.outputs)
+    plan = action.revert(assessment.view, changes, undo.outputs)
     if plan is None:
         return None
     view = assessment.view
@@ -665,6 +686,8 @@ def _revert(
     if outcome is Outcome.APPLY:
         budget.remaining -= 1
     episode = assessment.state.episode
+    policy = next((p for p in policies.policies if p.name == change.policy), None)
+    tried = next((a for a in reversed(episode.history) if a.token == change.token), None) if episode else None
     proposal = Proposal(
         id=identifier,
         cluster=view.cluster,
@@ -674,13 +697,14 @@ def _revert(
         action=plan.action,
         cause=change.cause.split(",")[0],
         plan=plan,
-        evidence=judged.verdict.evidence or (judged.verdict.reason,),
+        evidence=tried.evidence if tried else (),
         approval="auto",
         mode=limits.mode,
         outcome=outcome,
-        reason=reason or f"undo: {judged.verdict.reason}",
+        reason=reason or f"undo: {change.action} did not help",
         kind=Kind.REVERT,
         step=change.step,
+        ladder=tuple(s.action for s in ladder(policy, limits)) if policy else (),
         history=episode.history if episode else (),
     )
     revert = None
@@ -692,7 +716,7 @@ def _revert(
             revert=False,
             reverts=change.token,
         )
-    return Decision(assessment, proposal, assessment.state, revert, judged)
+    return Decision(assessment, proposal, assessment.state, revert)
 
 
 def _plan_change(record: ChangeRecord) -> Any:  # noqa: ANN401 - the plan's Change type
@@ -704,6 +728,14 @@ def _plan_change(record: ChangeRecord) -> Any:  # noqa: ANN401 - the plan's Chan
 def _remember(state: ServiceState, candidate: _Candidate, proposal: Proposal, now: datetime) -> ServiceState:
     """The state after this pass's decision (before acting; `applied` records the act itself)."""
     episode = state.episode
+    if (episode is None or episode.policy != candidate.policy.name) and candidate.escalations:
+        # A new problem that starts past the policy's first step (nothing left to change there): the
+        # episode starts at the step reached, so the escalation is told once.
+        causes = ",".join(c.value for c in candidate.policy.policy.spec.when.cause) or proposal.cause
+        state = replace(
+            state, episode=Episode(candidate.policy.name, causes, now, candidate.step, candidate.attempt - 1)
+        )
+        episode = state.episode
     if episode is not None and episode.policy == candidate.policy.name:
         # Escalation moves on once: the next pass starts from the step reached now.
         if candidate.exhausted and not episode.exhausted:
@@ -739,22 +771,35 @@ def applied(
             history = tuple(
                 replace(a, outcome=Outcome.REVERTED.value) if a.token == change.reverts else a for a in episode.history
             )
-            state = replace(state, episode=replace(episode, history=history))
+            state = replace(state, episode=replace(episode, history=history, undo=None))
         return REGISTRY[change.action].state_after(changes, state)
     previous = state.actions.get(change.action)
     total = min((previous.attempts if previous and previous.outcome != Outcome.VERIFIED else 0) + 1, MAX_ATTEMPTS)
     state = state.with_action(change.action, ActionRecord(now, total, Outcome.APPLIED.value, change.proposal_id))
-    if not mutates:
-        return state
     if episode is None or episode.policy != change.policy or episode.exhausted:
         episode = Episode(change.policy, change.cause, now)
-    attempt = Attempt(change.token, change.action, change.step, now, Outcome.APPLIED.value, summary)
+    # A notification is an attempt of its step too: a ladder that ends with a person ends.
+    outcome = Outcome.APPLIED.value if mutates else "notified"
+    attempt = Attempt(change.token, change.action, change.step, now, outcome, summary)
+    history = episode.history
+    undo = episode.undo
+    if change.supersedes is not None and undo is not None and undo.change.token == change.supersedes:
+        # The change it replaced is gone: marked so in the history, and never to be returned to.
+        history = tuple(replace(a, outcome="superseded") if a.token == change.supersedes else a for a in history)
+        replaced = family_revision(undo.outputs.get("revision", ""))
+        if replaced:
+            state = replace(state, bad_revisions=(*[r for r in state.bad_revisions if r != replaced], replaced))
+        undo = None
     episode = replace(
         episode,
         step=change.step,
         attempts=episode.attempts + 1 if episode.step == change.step else 1,
-        history=(*episode.history, attempt)[-MAX_HISTORY:],
+        history=(*history, attempt)[-MAX_HISTORY:],
+        undo=undo,
     )
+    state = replace(state, episode=episode)
+    if not mutates:
+        return state
     verification = Verification(
         change=change,
         applied_at=now,
@@ -763,7 +808,7 @@ def applied(
         outputs=dict(outputs),
         revision=revision,
     )
-    state = replace(state, verifying=verification, episode=episode)
+    state = replace(state, verifying=verification)
     return REGISTRY[change.action].state_after(changes, state)
 
 

@@ -8,6 +8,7 @@ proposes and, with --enforce, what it does and whether it worked. Metrics are se
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
@@ -16,7 +17,7 @@ import boto3
 
 from agent import approvals, logs
 from agent.aws import AwsGateway
-from agent.decide import Outcome, Proposal
+from agent.decide import Kind, Outcome, Proposal
 from agent.metrics import Metrics
 from agent.model import Risk
 from agent.notify import Notification, Notifier
@@ -120,9 +121,11 @@ def _clock(seconds: float) -> str:
 
 def _proposal_lines(proposal: Proposal, story: _Story, *, verbose: bool) -> list[str]:
     key = (proposal.cluster, proposal.service)
-    if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED):
-        story.actions.setdefault(key, []).append(proposal.action)
     prevention = proposal.cause in PREVENTION
+    if proposal.outcome in (Outcome.APPLIED, Outcome.FAILED, Outcome.REVERTED) and not prevention:
+        story.actions.setdefault(key, []).append(
+            "undo " + proposal.action if proposal.kind is Kind.REVERT else proposal.action
+        )
     if proposal.action == "notify" and proposal.outcome is Outcome.APPLIED and not prevention:
         story.left_to_person[key] = "notified: a person applies the fix"
     elif proposal.outcome is Outcome.PROPOSED and proposal.reason.startswith("enforcement paused"):
@@ -268,7 +271,7 @@ def _run_scenario(scenario: Scenario, *, settings: Settings, watch: _Watch, minu
         manage(world, [scenario])
         reconciler = agent_for(world, settings, metrics=watch.metrics)
         sent = _NotificationLines()
-        notifier = Notifier([sent], metrics=watch.metrics, log=logs.logger())
+        notifier = Notifier([sent], metrics=watch.metrics, log=logs.logger(), ledger=reconciler.ledger)
         reconciler.notifier = notifier
         story = _Story(scenario.name, tuple((scenario.cluster, service) for service in scenario.services))
         elapsed = 0.0
@@ -329,7 +332,10 @@ def _summary(stories: Sequence[_Story], enforce: bool, out: TextIO) -> int:
     for story in stories:
         for key in story.services:
             causes = ",".join(sorted(story.causes.get(key, set()))) or "-"
-            actions = ",".join(dict.fromkeys(story.actions.get(key, []))) or ("-" if enforce else "(dry-run)")
+            done = Counter(story.actions.get(key, []))
+            actions = ", ".join(f"{a} x{n}" if n > 1 else a for a, n in done.items()) or (
+                "-" if enforce else "(dry-run)"
+            )
             now = story.final[key]
             if key in story.healed_at:
                 now += f" (healed at {_clock(story.healed_at[key])})"

@@ -58,6 +58,7 @@ class Health:
     last_result: str | None = None  # ok | partial | error, of the latest pass whatever it saw
     last_problem: str = ""
     proposals: Callable[[], list[dict[str, Any]]] = list
+    verdicts: Callable[[], list[dict[str, Any]]] = list  # the latest verdicts on the agent's changes
     started: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,7 +127,8 @@ def _handler(metrics: Metrics, health: Health, read_timeout: float) -> type[Base
             elif path == "/proposals":
                 # A proposal's commands name what they read (a revision) and set only what the change
                 # touches: a task definition's environment and secrets are never part of them.
-                body = json.dumps({"proposals": health.proposals()}, indent=2, default=str).encode()
+                shown = {"proposals": health.proposals(), "verdicts": health.verdicts()}
+                body = json.dumps(shown, indent=2, default=str).encode()
                 self._send(200, body + b"\n", "application/json", head=head)
             elif path == "/":
                 lines = ["ecs-medic", "", *(f"{name:<12}{what}" for name, what in ENDPOINTS.items())]

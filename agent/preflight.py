@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from agent.observe import ReadApi
 
 OK, PROBLEM, WARNING, INFO, NOT_CHECKED = "ok", "problem", "warning", "info", "not checked"
-SIMULATION = frozenset({("iam", "SimulatePrincipalPolicy")})
 _MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "prod", "production"})
 _TASKS_TRUST = "ecs-tasks.amazonaws.com"
 
@@ -69,19 +68,12 @@ class PreflightInputError(ValueError):
     """A task definition file, or a service, that cannot be checked: one line, exit 2."""
 
 
-def allows_policy_simulation(api: str, operation: str, params: Mapping[str, Any]) -> bool:
-    """IAM's policy simulator changes nothing, but its name is not a read's: let dry-run call it."""
-    del params
-    return (api, operation) in SIMULATION
-
-
 def read_only_gateway(session: Any) -> AwsGateway:  # noqa: ANN401 - boto3 sessions are untyped
-    """A dry-run gateway that may also ask IAM's policy simulator (the only thing the checks call that
-    is not named like a read)."""
+    """A dry-run gateway: the checks only read (IAM's policy simulator included)."""
     from agent.aws import AwsGateway  # noqa: PLC0415 - the command wires it; the checks take any ReadApi
     from agent.metrics import Metrics  # noqa: PLC0415
 
-    return AwsGateway(dry_run=True, metrics=Metrics(), session=session, dry_run_allows=allows_policy_simulation)
+    return AwsGateway(dry_run=True, metrics=Metrics(), session=session)
 
 
 def _code(error: Exception) -> str:

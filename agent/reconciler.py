@@ -24,9 +24,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import announce, approvals
@@ -53,6 +54,7 @@ from agent.errors import LeaseLostError
 from agent.evidence import stopped_at
 from agent.journal import Journal
 from agent.model import Finding, ServiceView, SourceKind, Subject
+from agent.notify.dispatch import MemoryLedger
 from agent.observe import Listing, ObserveError, Observer, Snapshot
 from agent.settings import Mode, Settings
 from agent.state import EMPTY, MAX_CHANGE_SECONDS, Intent, Problem, ServiceState
@@ -168,6 +170,9 @@ def assess(
     subject = Subject(cluster=view.cluster, service=view.name, region=region, task_definition=view.task_definition)
     risks = risks_of(view.description, subject, view.task_definitions.get(view.task_definition))
     return Assessment(view, tuple(findings), tuple(risks), state, region, approval, problems)
+
+
+APPROVALS_REMEMBERED = 1_000  # signatures already checked, by service and approval
 
 
 def new_token() -> str:
@@ -297,9 +302,12 @@ class Reconciler:
     journal: Journal = field(default_factory=Journal)
     census: Census = field(default_factory=Census)
     latest: tuple[Proposal, ...] = ()
-    latest_verdicts: tuple[VerdictReport, ...] = ()
-    notifier: Any = None  # agent.notify.Notifier: submit() never blocks and never raises
+    recent_verdicts: deque[VerdictReport] = field(default_factory=partial(deque, maxlen=100))
+    notifier: Any = None  # agent.notify.Notifier, built with `ledger`: submit() never blocks and never raises
+    ledger: MemoryLedger = field(default_factory=MemoryLedger)  # keys whose delivery settled, until recorded
     _paused_before: set[str] = field(default_factory=set)
+    _announced: dict[str, set[str]] = field(default_factory=dict)  # arn -> keys submitted, not yet recorded
+    _last: dict[str, tuple[ServiceView, ServiceState]] = field(default_factory=dict)
     _counted_findings: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # service ARN -> counted
     _counted_proposals: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     _proposals: dict[str, Proposal] = field(default_factory=dict)  # service ARN -> its latest proposal
@@ -521,6 +529,7 @@ class Reconciler:
             unsettled=tuple((d.assessment.view.cluster, d.assessment.view.name) for d in decisions if _unsettled(d)),
         )
         self._keep_latest(report, decisions, whole=whole)
+        self.recent_verdicts.extend(report.verdicts)
         if self.acting():
             # A batch speaks only for its own clusters: the others keep their pause as it was.
             before = self._paused_before if whole else self._paused_before & clusters
@@ -587,15 +596,44 @@ class Reconciler:
         self.latest_verdicts = report.verdicts
 
     def _announce(self, decision: Decision, policies: PolicySet, now: datetime) -> Decision:
-        """Tell people about this service's changes of state, each once: the keys sent are remembered
-        with its state, so neither the next pass nor a restarted agent sends them again."""
-        state = decision.state
+        """Tell people about this service's changes of state, each once. A key is recorded with the
+        service's state once its delivery settled (sent, or given up after its retries), so the next
+        pass and a restarted agent do not send it again, and one that never left (a full queue, a
+        shutdown) is sent again."""
+        if self.notifier is None or not self.notifier.channels:
+            return decision  # nothing is sent, so nothing is recorded
+        view = decision.assessment.view
+        state = self._delivered(view.arn, decision.state)
+        waiting = self._announced.setdefault(view.arn, set())
         for notification in announce.of_decision(decision, policies, now):
-            if notification.key in state.notified:
-                continue
-            self._submit(notification)
-            state = state.with_notified(notification.key)
+            if notification.key not in state.notified:
+                # Submitted again while unrecorded: the notifier drops a key on its way or settled, and
+                # sends again one that never left.
+                self._submit(notification)
+                waiting.add(notification.key)
+        self._last[view.arn] = (view, state)
         return replace(decision, state=state)
+
+    def _delivered(self, arn: str, state: ServiceState) -> ServiceState:
+        waiting = self._announced.get(arn, set())
+        for key in sorted(self.ledger.known(waiting)):
+            state = state.with_notified(key)
+            waiting.discard(key)
+        return state
+
+    def remember_notifications(self) -> int:
+        """Record what was delivered since the last pass (a one-shot command's end); returns how many
+        services' states were written."""
+        written = 0
+        limits = self.limits
+        for arn, (view, state) in list(self._last.items()):
+            delivered = self._delivered(arn, state)
+            if delivered != state:
+                self._last[arn] = (view, delivered)
+                tenure = self.tenure(view)
+                self._remember(view, delivered, replace(limits, standby=tenure.standby), tenure)
+                written += 1
+        return written
 
     def _submit(self, notification: Notification) -> None:
         if self.notifier is not None:
@@ -663,6 +701,8 @@ class Reconciler:
             return None
         cache_key = (view.arn, view.tags.get(approvals.APPROVAL_TAG, ""))
         if cache_key not in self._approvals_checked:
+            if len(self._approvals_checked) >= APPROVALS_REMEMBERED:
+                self._approvals_checked.clear()  # a bound, not a policy: they are checked again
             self._approvals_checked[cache_key] = approvals.verify(self.aws, str(key_id), view.arn, signed)
         if not self._approvals_checked[cache_key]:
             self._report_problems(view, (Problem(approvals.APPROVAL_TAG, "the signature does not verify"),))

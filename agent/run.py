@@ -111,6 +111,10 @@ class Agent:
     def proposals(self) -> list[dict[str, Any]]:
         return [p.to_dict() for t in self.targets for p in t.reconciler.latest]
 
+    @property
+    def verdicts(self) -> list[dict[str, Any]]:
+        return [v.to_dict() for t in self.targets for v in t.reconciler.recent_verdicts]
+
     def run(self, stop: threading.Event) -> None:
         """Every thread, until `stop`; then each finishes what it is doing and the shard leases go back."""
         threads: list[threading.Thread] = []
@@ -262,6 +266,7 @@ def _targets(
             log=log.bind(account=target.account, region=target.region),
             identity=reconciler.identity,
             journal=journal,
+            ledger=reconciler.ledger,  # one notifier for every target, one ledger of what it delivered
         )
         found.append(TargetAgent(target.account, target.region, target_reconciler))
     return found

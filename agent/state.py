@@ -106,6 +106,7 @@ class Change:
     changes: tuple[ChangeRecord, ...]
     revert: bool = False
     reverts: Text | None = None
+    supersedes: Text | None = None  # the token of a change of the same action this one replaces
     settle_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
     failures: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = 1
     verify_seconds: Annotated[float, Field(gt=0, le=MAX_VERIFY_SECONDS)] = 600.0
@@ -158,7 +159,12 @@ class Attempt:
 @dataclass(frozen=True, slots=True)
 class Episode:
     """A policy driving one service back to health: which step of its ladder, how many attempts at it,
-    and what each attempt did. Ends when a change is verified; `exhausted` when every step failed."""
+    and what each attempt did. Ends when a change is verified; `exhausted` when every step failed.
+
+    `undo` is a change judged not effective that is to be undone: undone at once when the episode moves
+    to another action, or superseded by the next attempt of the same action, which cleans up after it
+    (so two memory raises are two changes to the service, not raise, undo, raise).
+    """
 
     policy: Text
     cause: Text
@@ -167,6 +173,7 @@ class Episode:
     attempts: Count = 0
     history: tuple[Attempt, ...] = ()
     exhausted: bool = False
+    undo: Verification | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,13 @@ class Action(ABC, Generic[P]):
         del service, changes, outputs
         return None
 
+    def supersede(self, plan: Plan, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
+        """The next change `plan` (of any action), made to also clean up after a change of this action
+        that did not help (`changes` as planned then, `outputs` as learnt), when `plan` replaces it
+        anyway; None when it does not (then this action's change is undone first)."""
+        del plan, changes, outputs
+        return None
+
     def state_after(self, changes: Sequence[Change], state: ServiceState) -> ServiceState:
         """What applying these changes teaches the agent (most actions: nothing)."""
         del changes

@@ -229,19 +229,33 @@ class RaiseMemory(Action[RaiseMemoryParams]):
         undone = str(changes[0].current)
         return replace(state, bad_revisions=(*[r for r in state.bad_revisions if r != undone], undone))
 
+    def supersede(self, plan: Plan, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
+        # A raise that was not enough needs no undo when the next change moves the service to another
+        # revision anyway (a bigger raise, a rollback): the one that did not help is deregistered with it.
+        revision = outputs.get("revision")
+        original = next((c.current for c in changes if c.field == "taskDefinition"), None)
+        if not revision or not original or not any(c.field == "taskDefinition" for c in plan.changes):
+            return None
+        old = revision.rsplit("/", 1)[-1]
+        if plan.action == self.name:  # undoing the next raise returns to where this one started
+            plan = replace(
+                plan,
+                changes=tuple(
+                    Change(c.field, original, c.desired) if c.field == "taskDefinition" else c for c in plan.changes
+                ),
+            )
+        return replace(
+            plan,
+            summary=f"{plan.summary}; {old}, whose memory was not enough, is deregistered",
+            calls=(*plan.calls, _deregister(revision)),
+        )
+
     def revert(self, service: ServiceView, changes: Sequence[Change], outputs: Mapping[str, str]) -> Plan | None:
         previous = next((c.current for c in changes if c.field == "taskDefinition"), None)
         revision = outputs.get("revision")
         if not previous or not revision:
             return None
-        deregister = ApiCall(
-            "ecs",
-            "DeregisterTaskDefinition",
-            {"taskDefinition": revision},
-            expect=Expect(
-                "ecs", "DescribeTaskDefinition", {"taskDefinition": revision}, "taskDefinition.status", "INACTIVE"
-            ),
-        )
+        deregister = _deregister(revision)
         new = revision.rsplit("/", 1)[-1]
         return Plan(
             action=self.name,
@@ -250,3 +264,14 @@ class RaiseMemory(Action[RaiseMemoryParams]):
             calls=(update_service(service, taskDefinition=previous), deregister),
             region=region_of(service.arn),
         )
+
+
+def _deregister(revision: str) -> ApiCall:
+    return ApiCall(
+        "ecs",
+        "DeregisterTaskDefinition",
+        {"taskDefinition": revision},
+        expect=Expect(
+            "ecs", "DescribeTaskDefinition", {"taskDefinition": revision}, "taskDefinition.status", "INACTIVE"
+        ),
+    )

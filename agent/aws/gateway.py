@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
-# Reading a queue or a table, or checking a signature, changes nothing.
-READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify", "Query", "Scan"})
+# Reads not named like one: a queue's messages, a table's query or scan, a signature's check,
+# IAM's policy simulator.
+READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify", "Query", "Scan", "SimulatePrincipalPolicy"})
 # Errors that prove a request was not carried out, so sending it again cannot make a change twice.
 _NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
 # Errors after which the request may or may not have been carried out.

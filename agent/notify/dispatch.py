@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from agent.notify.channels import DeliveryError, TemporaryDeliveryError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from agent.metrics import Metrics
     from agent.notify.channels import Channel
@@ -64,6 +64,11 @@ class MemoryLedger:
             self._keys.move_to_end(key)
             while len(self._keys) > self._capacity:
                 self._keys.popitem(last=False)
+
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` were marked (the caller records them where they outlive the process)."""
+        with self._lock:
+            return {key for key in keys if key in self._keys}
 
 
 class RateLimit:
@@ -199,8 +204,8 @@ class Notifier:
                 for lane in lanes:
                     self._dropped(lane.name, notification, "closed")
                 return
-            if notification.key in self._pending:
-                return  # on its way already: a later pass repeating the same change
+            if notification.key in self._pending or self._known(notification.key):
+                return  # on its way already, or settled: a later pass repeating the same change
             self._pending[notification.key] = _Pending({lane.name for lane in lanes})
             full = [lane for lane in lanes if lane.queue.qsize() >= self._queue_size]
             for lane in lanes:
@@ -209,6 +214,13 @@ class Notifier:
         for lane in full:
             self._dropped(lane.name, notification, "queue_full")
             self._finish(notification.key, lane.name, settled=False)
+
+    def _known(self, key: str) -> bool:
+        """Whether the ledger knows the key; a ledger that cannot answer says no (the worker asks again)."""
+        try:
+            return self.ledger.seen(key)
+        except Exception:  # noqa: BLE001 - a ledger that cannot answer must not stop delivery
+            return False
 
     def _log_unconfigured(self, notification: Notification) -> None:
         for name in notification.channels:

@@ -335,3 +335,59 @@ def test_services_that_could_not_be_read_count_as_failing_in_the_storm_guard():
     assert storm_clusters([*failing, *healthy], limits(), {"prod": 4}) == {
         "prod": "reads failed for 4 of 8 services: nothing is changed on half a picture"
     }
+
+
+def test_nothing_is_learnt_from_a_service_while_a_change_is_judged():
+    steady = view(
+        service(deployments=[deployment(rollout_state="COMPLETED", reason="", revision=44)]) | {"runningCount": 4}
+    )
+    verifying = replace(_verifying(NOW - timedelta(seconds=30)), last_good="web:43")
+    [settling] = decide([assessment(steady, verifying)], BUNDLED, limits(), NOW)
+    assert settling.judged is None
+    assert settling.state.last_good == "web:43"  # web:44 is steady, but its change is not verified yet
+    [fixed] = decide([assessment(steady, settling.state)], BUNDLED, limits(), NOW + timedelta(seconds=61))
+    assert fixed.judged.outcome is Outcome.VERIFIED
+    assert fixed.state.last_good == "web:44"
+
+
+NOTIFY_LADDER = policies(
+    """
+apiVersion: ecs-medic/v1
+kind: RemediationPolicy
+metadata: {name: grace-then-person}
+spec:
+  when: {cause: health_check_elb, occurrences: 3, within: 15m}
+  remediation: {action: raise_grace_period, params: {max_seconds: 60}}
+  cooldown: 1m
+  maxAttempts: 1
+  escalation:
+    - {action: notify}
+"""
+)
+
+
+def test_a_ladder_that_ends_with_a_person_ends():
+    # The grace period is already at its bound: nothing to raise, so the first step escalates at once ...
+    capped = elb_cycling()
+    capped.description["healthCheckGracePeriodSeconds"] = 60
+    [first] = decide([assessment(capped)], NOTIFY_LADDER, limits(), NOW)
+    assert (first.proposal.action, first.proposal.step, first.proposal.outcome) == ("notify", 1, Outcome.APPLY)
+    assert first.escalations == ("step 1 -> notify",)
+    state = applied(
+        first.state,
+        replace(first.change, token="t-1"),
+        outputs={},
+        revision=None,
+        now=NOW,
+        summary="tell a person",
+        mutates=False,
+    )
+    assert [a.outcome for a in state.episode.history] == ["notified"]
+    # ... the escalation is told once, and once the person was told, every step is spent: it says so.
+    [second] = decide([assessment(capped, state)], NOTIFY_LADDER, limits(), NOW + timedelta(minutes=2))
+    assert second.escalations == ("step 2 -> a person",)
+    assert second.proposal.outcome is Outcome.SKIPPED_LIMIT
+    assert second.proposal.reason.startswith("escalated: every step of the policy was tried")
+    [third] = decide([assessment(capped, second.state)], NOTIFY_LADDER, limits(), NOW + timedelta(minutes=4))
+    assert third.escalations == ()
+    assert third.proposal.outcome is Outcome.SKIPPED_LIMIT

@@ -24,6 +24,7 @@ _REFS: dict[str, Any] = {
     "ContainerLogGroups": LOG_GROUPS,
     "MemberRoleArns": MEMBER_ROLES,
     "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
+    "ApprovalKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
 }
 _ATTRS = {

@@ -48,12 +48,14 @@ ALL_FEATURES = {
     "PassRoleArns": ",".join(PASS_ROLES),
     "ContainerLogGroups": LOG_GROUPS,
     "ServiceDiscoveryNamespaceId": "ns-abcdefghijklmnop",
+    "ApprovalKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 # Writes the agent may make in dry-run, each scoped to its one resource: publishing a notification to
-# the configured topic, and assuming the member accounts' roles to read them (IAM counts AssumeRole as a
-# write; it changes nothing, and in dry-run the member roles grant no write either). Otherwise a dry-run
-# agent proposes, and remembers in memory.
-DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish", "sts:AssumeRole"})
+# the configured topic; assuming the member accounts' roles to read them (IAM counts AssumeRole as a
+# write; it changes nothing, and in dry-run the member roles grant no write either); and kms:Verify on
+# the approval key, which IAM files under Write although it only checks a signature and changes nothing.
+# Otherwise a dry-run agent proposes, and remembers in memory.
+DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish", "sts:AssumeRole", "kms:Verify"})
 # The longest prefix first: EventsQueueDelete* is not EventsQueue*.
 SID_PREFIXES = {
     "EventsQueueDelete": "events_queue_enforce",

@@ -41,7 +41,7 @@ def test_once_prints_findings_and_proposals_as_one_json_object(aws_env):
     code, out = run(["once", "--output", "json"])
     assert code == 0
     document = json.loads(out)
-    assert set(document) == {"result", "services", "findings", "proposals", "errors"}
+    assert set(document) == {"result", "services", "findings", "proposals", "verdicts", "errors"}
     assert (document["result"], document["errors"]) == ("ok", [])
     assert "app_crash" in {f["cause"] for f in document["findings"]}
     [rollback] = [p for p in document["proposals"] if p["action"] == "rollback_task_definition"]

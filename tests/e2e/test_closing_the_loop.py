@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from agent.decide import Kind, Outcome
 from agent.sim import SCENARIOS, AppProfile
+from agent.state import decode_tags
 from tests.e2e.conftest import agent_revisions, policies_where, prepare, start_agent
 
 GRACE = "raise_grace_period_on_elb_cycling"
@@ -98,19 +99,51 @@ def test_more_memory_that_did_not_help_is_undone_and_never_left_behind(world, tm
         for p in run.proposals()
         if p.outcome in (Outcome.APPLIED, Outcome.REVERTED) and p.plan.mutates
     ]
-    # The first raise is sized from the OOM kills; when it does not help it is undone, and so is the
-    # second. Then the ladder rolls back to the last revision that was steady.
-    assert done[:4] == [
+    # A raise that did not help is not undone before the next change: the next one replaces it (the
+    # service goes straight to the next revision) and deregisters it; then the ladder rolls back to the
+    # last revision that was steady, deregistering the second raise. Three changes, nothing left behind.
+    assert done == [
         ("raise_memory", Kind.REMEDIATION, Outcome.APPLIED),
-        ("raise_memory", Kind.REVERT, Outcome.REVERTED),
+        ("raise_memory", Kind.REMEDIATION, Outcome.APPLIED),
+        ("rollback_task_definition", Kind.REMEDIATION, Outcome.APPLIED),
+    ]
+    assert [p for p in run.proposals() if p.kind is Kind.REVERT] == []
+    assert agent_revisions(world, "api") == []  # every revision it registered is deregistered
+    [second, rollback] = [p for p in run.proposals() if p.outcome is Outcome.APPLIED and p.plan.mutates][1:]
+    assert second.plan.calls[-1].operation == "DeregisterTaskDefinition"
+    assert [a.outcome for a in rollback.history] == ["superseded", "not_effective"]
+    assert rollback.plan.calls[-1].operation == "DeregisterTaskDefinition"
+    assert world.service_state("prod", "api").task_definition.endswith("api:1")  # the last one that was steady
+    tags = {t["key"]: t["value"] for t in world.describe_service("prod", "api")["tags"]}
+    state, _ = decode_tags(tags, world.now)
+    assert {"api:4", "api:5"} <= set(state.bad_revisions)
+
+
+def test_more_memory_that_did_not_help_is_undone_when_nothing_replaces_it(world, tmp_path):
+    prepare(world, SCENARIOS["oom-exit-137"])
+    world.push_image("api", "v3", AppProfile.memory_hungry(20000))
+    world.deploy("prod", "api", image="api:v3")
+    world.advance(300)
+    # One raise, then only a person: nothing replaces the raise, so it is undone.
+    ladder = ("    - action: rollback_task_definition\n      attempts: 1\n", "")
+    policies = policies_where(
+        tmp_path / "p",
+        raise_memory_on_oom=("approval: manual", "approval: auto"),
+    )
+    text = (policies / "raise-memory-on-oom.yaml").read_text()
+    (policies / "raise-memory-on-oom.yaml").write_text(
+        text.replace(*ladder).replace("  maxAttempts: 2\n", "  maxAttempts: 1\n")
+    )
+    run = start_agent(world, policies=policies, cooldown=60)
+    run.passes(30)
+    done = [(p.action, p.kind, p.outcome) for p in run.proposals() if p.outcome in (Outcome.APPLIED, Outcome.REVERTED)]
+    assert done[:2] == [
         ("raise_memory", Kind.REMEDIATION, Outcome.APPLIED),
         ("raise_memory", Kind.REVERT, Outcome.REVERTED),
     ]
-    assert done[4:] == [("rollback_task_definition", Kind.REMEDIATION, Outcome.APPLIED)]
-    assert agent_revisions(world, "api") == []  # every revision it registered is deregistered again
-    [rollback] = [p for p in run.proposals() if p.action == "rollback_task_definition" and p.outcome is Outcome.APPLIED]
-    assert [a.outcome for a in rollback.history] == ["reverted", "reverted"]
-    assert world.service_state("prod", "api").task_definition.endswith("api:1")  # the last one that was steady
+    assert agent_revisions(world, "api") == []
+    undo = next(p for p in run.proposals() if p.kind is Kind.REVERT and p.outcome is Outcome.REVERTED)
+    assert [(c.field, c.desired) for c in undo.plan.changes] == [("taskDefinition", "api:3")]  # back where it was
 
 
 def test_a_verified_change_is_never_undone(world):

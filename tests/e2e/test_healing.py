@@ -41,11 +41,11 @@ LADDERS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...
         (("scale_capacity_provider", "verified"),),
     ),
     "oom-large-model": (
-        (("raise_memory", "applied"), ("raise_memory", "reverted"), ("raise_memory", "applied")),
+        (("raise_memory", "applied"), ("raise_memory", "applied")),
         (("raise_memory", "not_effective"), ("raise_memory", "verified")),
     ),
     "oom-memory-leak": (
-        (("raise_memory", "applied"), ("raise_memory", "reverted"), ("rollback_task_definition", "applied")),
+        (("raise_memory", "applied"), ("rollback_task_definition", "applied")),
         (("raise_memory", "not_effective"), ("rollback_task_definition", "verified")),
     ),
     "oom-after-right-sizing": (
@@ -87,7 +87,8 @@ DECIDED_BY = {
         ),
     ),
     "placement-cpu": ("2 task(s) cannot be placed",),
-    "oom-large-model": ("the limit of 512 MiB: 2 x that", "tasks of ranker:3 were OOM-killed at 1024 MiB: 2 x that"),
+    # The second raise starts from the first (it replaces it): its limit and the OOM kills agree.
+    "oom-large-model": ("the limit of 512 MiB: 2 x that", "the limit of 1024 MiB: 2 x that"),
     "oom-memory-leak": ("the limit of 4096 MiB: 2 x that", ""),
     "oom-after-right-sizing": ("Container Insights' peak MemoryUtilized is 1100 MiB: 1.25 x that",),
 }
@@ -286,14 +287,15 @@ def test_without_container_insights_the_same_oom_takes_two_raises(world):
     world.client("ecs").update_cluster(cluster="prod", settings=[{"name": "containerInsights", "value": "disabled"}])
     run = start_agent(world, cooldown=COOLDOWN)
     healing = heal(run, scenario.name)
+    # The second raise replaces the first (no undo in between): two changes.
     assert [(p.action, p.outcome.value) for p in healing.changes()] == [
         ("raise_memory", "applied"),
-        ("raise_memory", "reverted"),
         ("raise_memory", "applied"),
     ]
     first, second = healing.remediations()
     assert first.plan.decided_by.startswith("the limit of 512 MiB: 2 x that")
-    assert second.plan.decided_by.startswith("tasks of pricing:3 were OOM-killed at 1024 MiB: 2 x that")
+    assert second.plan.decided_by.startswith("the limit of 1024 MiB: 2 x that")
+    assert "tasks of pricing:3 were OOM-killed at 1024 MiB" in second.plan.decided_by
     assert run.reconciler.aws.counts.get(("cloudwatch", "GetMetricData", "ok")) is None  # only when it is on
 
 
@@ -301,8 +303,12 @@ def test_an_undone_change_is_never_returned_to(world):
     prepare(world, SCENARIOS["oom-memory-leak"])
     run = start_agent(world, cooldown=COOLDOWN)
     heal(run, "oom-memory-leak")
-    reverted = next(p for p in run.proposals() if p.outcome is Outcome.REVERTED)
-    assert reverted.plan.summary == "go back to orders:2 and deregister orders:3, whose extra memory did not help"
+    # The rollback replaces the raise that did not help, and deregisters its revision: no undo first.
+    rollback = next(
+        p for p in run.proposals() if p.action == "rollback_task_definition" and p.outcome is Outcome.APPLIED
+    )
+    assert rollback.plan.summary.endswith("; orders:3, whose memory was not enough, is deregistered")
+    assert not [p for p in run.proposals() if p.outcome is Outcome.REVERTED]
     definition = world.client("ecs").describe_task_definition(taskDefinition="orders:3")["taskDefinition"]
     assert definition["status"] == "INACTIVE"
     assert world.service_state("prod", "orders").task_definition.endswith("orders:1")

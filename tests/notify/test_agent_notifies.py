@@ -20,7 +20,7 @@ from tests.e2e.conftest import prepare, start_agent
 def listening(run) -> RecordingChannel:
     """Give the agent a notifier with a recording channel; returns the channel."""
     channel = RecordingChannel()
-    run.reconciler.notifier = Notifier([channel], metrics=run.metrics, log=logs.logger())
+    run.reconciler.notifier = Notifier([channel], metrics=run.metrics, log=logs.logger(), ledger=run.reconciler.ledger)
     return channel
 
 
@@ -74,7 +74,7 @@ def test_a_hanging_webhook_never_holds_up_a_pass(world, receiver_factory):
     prepare(world, SCENARIOS["crash-loop"])
     run = start_agent(world)
     webhook = WebhookChannel(StaticUrl(receiver.url))
-    run.reconciler.notifier = Notifier([webhook], metrics=run.metrics, log=logs.logger())
+    run.reconciler.notifier = Notifier([webhook], metrics=run.metrics, log=logs.logger(), ledger=run.reconciler.ledger)
     run.passes(2)  # the first notification is held by the receiver while these passes run
     assert receiver.arrived.wait(10)
     assert not receiver.release.is_set()
@@ -110,7 +110,7 @@ def test_notification_metrics_count_each_delivery(world):
     run = start_agent(world)
     metrics = Metrics(CollectorRegistry())
     channel = RecordingChannel()
-    run.reconciler.notifier = Notifier([channel], metrics=metrics, log=logs.logger())
+    run.reconciler.notifier = Notifier([channel], metrics=metrics, log=logs.logger(), ledger=run.reconciler.ledger)
     run.passes(2)
     assert run.reconciler.notifier.flush(10)
     sample = metrics.registry.get_sample_value

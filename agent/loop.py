@@ -242,14 +242,7 @@ class Worker:
             _report_error(self.health, f"{type(error).__name__}: {error}", self.target)
             return 0
         for problem in listing.errors:
-            (self.log.error if problem.configuration else self.log.warning)(
-                "observe_failed",
-                cluster=problem.cluster,
-                service=problem.service,
-                operation=problem.operation,
-                error=problem.message,
-                configuration=problem.configuration,
-            )
+            problem.log(self.log)
         if listing.errors and not listing.services:
             first = listing.errors[0]
             self.reconciler.metrics.passes.labels("error").inc()

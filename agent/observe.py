@@ -71,6 +71,17 @@ class ObserveError:
     message: str
     configuration: bool = False
 
+    def log(self, log: Any) -> None:  # noqa: ANN401 - a structlog logger
+        """One `observe_failed` line: an error when no retry will fix it, else a warning."""
+        (log.error if self.configuration else log.warning)(
+            "observe_failed",
+            cluster=self.cluster,
+            service=self.service,
+            operation=self.operation,
+            error=self.message,
+            configuration=self.configuration,
+        )
+
 
 # Answers that mean "these credentials, this region or this name are wrong", not "try again".
 _CONFIGURATION_CODES = frozenset(

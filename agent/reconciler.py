@@ -1009,14 +1009,7 @@ class Reconciler:
             duration_seconds=round(report.duration_seconds, 3),
         )
         for error in report.errors:
-            (self.log.error if error.configuration else self.log.warning)(
-                "observe_failed",
-                cluster=error.cluster,
-                service=error.service,
-                operation=error.operation,
-                error=error.message,
-                configuration=error.configuration,
-            )
+            error.log(self.log)
 
     def _count_findings(self, assessment: Assessment, detected_at: datetime) -> None:
         """Each finding counted and logged once while its evidence lasts; a stopped task that stopped

@@ -29,7 +29,7 @@ lint: $(INSTALLED)
 
 ## bench: throughput and cost benchmarks (tables of medians), and how fast each scenario heals
 bench: $(INSTALLED)
-	@status=0; for bench in diagnose world agent scale healing; do \
+	@status=0; for bench in diagnose world agent scale fleet healing; do \
 	  $(BIN)/python benchmarks/bench_$$bench.py || status=1; echo; \
 	done; exit $$status
 

@@ -35,7 +35,7 @@ from agent.diagnose import diagnose_document
 from agent.report import finding_to_dict, plural, printable, render_proposals, render_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from agent.decide import Proposal
     from agent.reconciler import PassReport, Reconciler
@@ -128,6 +128,7 @@ class _Runtime:
     gateway: Any  # AwsGateway
     metrics: Any  # Metrics
     log: Any
+    budget: Any = None  # ApiBudget: the agent's share of ECS's throttling buckets
 
 
 def _runtime(settings: Settings, *, daemon: bool = False) -> _Runtime:
@@ -160,7 +161,13 @@ def _runtime(settings: Settings, *, daemon: bool = False) -> _Runtime:
         reconciler.identity = str(gateway.call("sts", "GetCallerIdentity", {})["Arn"])
     except Exception as error:  # noqa: BLE001 - without it approvals are still checked by their signature
         log.warning("identity_unknown", error=f"{type(error).__name__}: {error}")
-    return _Runtime(settings, reconciler, source, gateway, metrics, log)
+    from agent.aws.budget import ApiBudget  # noqa: PLC0415
+    from agent.run import account_of  # noqa: PLC0415
+
+    # The agent's share of ECS's buckets in its own account and Region, divided among the replicas.
+    budget = ApiBudget.from_settings(settings, metrics=metrics)
+    gateway.apply_budget(budget.scope(account_of(reconciler.identity) or "self", gateway.region))
+    return _Runtime(settings, reconciler, source, gateway, metrics, log, budget)
 
 
 def _start_notifications(runtime: _Runtime) -> Any:  # noqa: ANN401 - agent.notify.Notifier
@@ -318,9 +325,17 @@ def _diagnose_live(args: argparse.Namespace, stdout: TextIO) -> int:
         raise UsageError("diagnose needs --input FILE, or --cluster C and --service S for a live diagnosis")
     runtime = _runtime(_settings(args, mode=Mode.DRY_RUN))
     region = runtime.gateway.region
+    observer = Observer(runtime.gateway)
+    if runtime.settings.evidence_table:
+        # What the agent kept of the service's stopped tasks beyond ECS's hour (read, never written).
+        from agent.evidence import DynamoEvidence  # noqa: PLC0415
+
+        retention = timedelta(seconds=runtime.settings.evidence_retention_seconds)
+        observer.evidence = DynamoEvidence(runtime.gateway, runtime.settings.evidence_table, retention, _now)
+        observer.evidence_window = retention
     inspection = inspect_service(
         read_only_gateway(runtime.gateway.session),  # the checks also ask IAM's policy simulator
-        Observer(runtime.gateway),
+        observer,
         args.cluster,
         args.service,
         now=_now(),
@@ -643,45 +658,56 @@ def _check_replicas(settings: Settings) -> None:
             f"ECS_MEDIC_REPLICAS={settings.replicas} in enforce mode needs ECS_MEDIC_LEASE_TABLE: without leader "
             "election every replica would act; set a lease table, run one replica, or use dry-run"
         )
+    if settings.mode is Mode.ENFORCE and settings.shards > 1 and not settings.lease_table:
+        raise UsageError(
+            f"ECS_MEDIC_SHARDS={settings.shards} in enforce mode needs ECS_MEDIC_LEASE_TABLE: replicas own shards "
+            "through leases in that table; set a lease table, or one shard"
+        )
 
 
 def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
     from agent.http import Health, StatusServer  # noqa: PLC0415
-    from agent.lease import DEFAULT_MARGIN_SECONDS, Lease  # noqa: PLC0415
-    from agent.loop import Loop  # noqa: PLC0415
+    from agent.notify import dry_run_allows  # noqa: PLC0415
+    from agent.run import build_agent  # noqa: PLC0415
     from agent.settings import Mode  # noqa: PLC0415
-    from agent.wake import QueueWake  # noqa: PLC0415
 
     settings = _settings(args)
     _check_replicas(settings)
     runtime = _runtime(settings, daemon=True)
+    if settings.shards > 1 and not (settings.lease_table and settings.mode is Mode.ENFORCE):
+        runtime.log.warning(
+            "shards_ignored",
+            shards=settings.shards,
+            why="shards are leases: enforce mode with ECS_MEDIC_LEASE_TABLE; every replica reads every service",
+        )
+    agent_box: list[Any] = []
     health = Health(
         max_pass_age_seconds=max(3 * settings.poll_interval_seconds, 120.0),
-        proposals=lambda: [p.to_dict() for p in runtime.reconciler.latest],
-        verdicts=lambda: [v.to_dict() for v in runtime.reconciler.recent_verdicts],
+        proposals=lambda: agent_box[0].proposals if agent_box else [],
+        verdicts=lambda: agent_box[0].verdicts if agent_box else [],
     )
     try:
         server = StatusServer(runtime.metrics, health, settings.metrics_port, host=settings.listen_address).start()
     except OSError as error:
         where = f"{settings.listen_address}:{settings.metrics_port}"
         raise UsageError(f"cannot listen on {where}: {error.strerror or error}") from None
-    wake: Callable[[float, threading.Event], bool] | None = None
-    if settings.events_queue_url:
-        wake = QueueWake(runtime.gateway, settings.events_queue_url, settings.mode is Mode.ENFORCE, runtime.log)
-    lease = None
+    try:
+        agent = build_agent(
+            settings,
+            gateway=runtime.gateway,
+            reconciler=runtime.reconciler,
+            policies=runtime.policies,
+            metrics=runtime.metrics,
+            log=runtime.log,
+            health=health,
+            budget=runtime.budget,
+            dry_run_allows=dry_run_allows(settings),
+        )
+    except ValueError as error:  # a role ARN, no Region, no credentials
+        server.stop()
+        raise UsageError(str(error)) from None
+    agent_box.append(agent)
     stop = threading.Event()
-    if settings.lease_table and settings.mode is Mode.ENFORCE:
-        # Long enough that a renewal every third of it survives a slow pass; the lease is also renewed in
-        # the background while acting, and checked before every write (see agent/lease.py).
-        ttl = max(3 * settings.poll_interval_seconds, DEFAULT_MARGIN_SECONDS + 2 * settings.max_action_seconds)
-        lease = Lease(runtime.gateway, settings.lease_table, ttl, _now, runtime.log)
-        held = lease
-        runtime.reconciler.leader = lambda: held.held
-        runtime.reconciler.guard = held.guard
-        runtime.reconciler.fence = lambda: held.version
-        runtime.reconciler.holder = held.holder
-        lease.renew()
-        lease.keep_renewing(stop)
 
     def _stop(signum: int, _frame: object) -> None:
         runtime.log.info("shutdown_requested", signal=signal.Signals(signum).name)
@@ -697,22 +723,17 @@ def _run(args: argparse.Namespace, _stdin: TextIO, _stdout: TextIO) -> int:
         port=server.port,
         interval_seconds=settings.poll_interval_seconds,
         events_queue=bool(settings.events_queue_url),
+        resync_seconds=settings.resync_interval_seconds if settings.events_queue_url else None,
         replicas=settings.replicas,
+        shards=settings.shards,
+        targets=[t.label for t in agent.targets],
         pid=os.getpid(),
     )
-    loop = Loop(
-        runtime.reconciler,
-        runtime.policies,
-        health,
-        settings.poll_interval_seconds,
-        runtime.log,
-        wake=wake,
-    )
     notifier = _start_notifications(runtime)
-    loop.run(stop)
+    for target in agent.targets:
+        target.reconciler.notifier = notifier
+    agent.run(stop)
     notifier.close(10)
-    if lease is not None:
-        lease.release()
     server.stop()
     runtime.log.info("agent_stopped")
     return EXIT_OK

@@ -204,6 +204,9 @@ class Batch:
     ack_now: tuple[str, ...]  # receipt handles safe to delete at once
     ignored: tuple[Ignored, ...]
     rejected: tuple[Rejected, ...]
+    # Receipt handles of messages about services another replica reconciles: neither remembered nor
+    # deleted here, to be handed back to the queue at once for their owner.
+    not_ours: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +237,23 @@ class EventIntake:
     _riders: dict[ServiceKey, list[str]] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def receive(self, messages: Iterable[Mapping[str, Any]]) -> Batch:
-        """Messages as ReceiveMessage returns them (`MessageId`, `ReceiptHandle`, `Body`)."""
+    def receive(
+        self, messages: Iterable[Mapping[str, Any]], *, accepts: Callable[[ServiceKey], bool] | None = None
+    ) -> Batch:
+        """Messages as ReceiveMessage returns them (`MessageId`, `ReceiptHandle`, `Body`). A message about
+        a service `accepts` refuses (another replica's shard) is left alone: see `Batch.not_ours`."""
         with self._lock:
-            return self._receive(messages)
+            return self._receive(messages, accepts)
 
-    def _receive(self, messages: Iterable[Mapping[str, Any]]) -> Batch:
+    def _receive(
+        self, messages: Iterable[Mapping[str, Any]], accepts: Callable[[ServiceKey], bool] | None = None
+    ) -> Batch:
         events: list[EcsEvent] = []
         keys: dict[ServiceKey, None] = {}
         ack_now: list[str] = []
         ignored: list[Ignored] = []
         rejected: list[Rejected] = []
+        not_ours: list[str] = []
         for message in messages:
             receipt = text(message.get("ReceiptHandle"))
             message_id = text(message.get("MessageId")) or "<no MessageId>"
@@ -257,6 +266,9 @@ class EventIntake:
             if isinstance(parsed, Ignored):
                 ignored.append(parsed)
                 ack_now.append(receipt)
+                continue
+            if accepts is not None and not accepts(parsed.key):
+                not_ours.append(receipt)
                 continue
             if self._is_new(parsed):
                 events.append(parsed)
@@ -271,7 +283,7 @@ class EventIntake:
                 self._riders.setdefault(parsed.key, []).append(receipt)  # deleted when this reconcile ends
             else:
                 ack_now.append(receipt)
-        return Batch(tuple(events), tuple(keys), tuple(ack_now), tuple(ignored), tuple(rejected))
+        return Batch(tuple(events), tuple(keys), tuple(ack_now), tuple(ignored), tuple(rejected), tuple(not_ours))
 
     def _is_new(self, event: EcsEvent) -> bool:
         if event.event_id in self._seen:
@@ -295,9 +307,10 @@ class EventIntake:
     def claim(self, key: ServiceKey) -> Claim:
         """Take the receipts waiting on `key` (call when a worker gets the key); messages that arrive
         for it afterwards wait for the next reconcile."""
-        receipts = tuple(self._pending.pop(key, ()))
-        self._claimed[key] = self._claimed.get(key, 0) + 1
-        return Claim(key, receipts)
+        with self._lock:
+            receipts = tuple(self._pending.pop(key, ()))
+            self._claimed[key] = self._claimed.get(key, 0) + 1
+            return Claim(key, receipts)
 
     def finish(self, claim: Claim) -> tuple[str, ...]:
         """`claim.key` was handled: the receipt handles to delete now."""

@@ -326,12 +326,31 @@ class LayeredEvidence:
         return sorted(merged.values(), key=lambda t: stopped_at(t) or since, reverse=True)
 
 
+@dataclass
+class ReadOnlyEvidence:
+    """A durable store read and never written: in dry-run the agent writes nothing, but what an enforcing
+    agent kept still answers "what happened overnight"."""
+
+    durable: EvidenceStore
+
+    def record(self, service_key: ServiceKey, task: Mapping[str, Any]) -> None:  # noqa: ARG002 - writes nothing
+        return None
+
+    def recent(self, service_key: ServiceKey, since: datetime) -> list[dict[str, Any]]:
+        return self.durable.recent(service_key, since)
+
+
 def evidence_store(
-    settings: Settings, *, aws: AwsCaller, now: Callable[[], datetime], log: _Log
+    settings: Settings, *, aws: AwsCaller, now: Callable[[], datetime], log: _Log, read_only: bool = False
 ) -> MemoryEvidence | LayeredEvidence:
-    """Memory alone, or memory in front of the table `ECS_MEDIC_EVIDENCE_TABLE` names."""
+    """Memory alone, or memory in front of the table `ECS_MEDIC_EVIDENCE_TABLE` names (read, never written,
+    when `read_only`: dry-run)."""
     memory = MemoryEvidence()
     if not settings.evidence_table:
         return memory
-    durable = DynamoEvidence(aws, settings.evidence_table, timedelta(seconds=settings.evidence_retention_seconds), now)
-    return LayeredEvidence(memory, durable, now(), log)
+    table: EvidenceStore = DynamoEvidence(
+        aws, settings.evidence_table, timedelta(seconds=settings.evidence_retention_seconds), now
+    )
+    if read_only:
+        table = ReadOnlyEvidence(table)
+    return LayeredEvidence(memory, table, now(), log)

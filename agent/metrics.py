@@ -99,6 +99,29 @@ class Metrics:
             "Service keys waiting in the work queue, ready to be reconciled (delayed keys count once due).",
             registry=r,
         )
+        self.detection_latency = Histogram(
+            "ecs_medic_detection_latency_seconds",
+            "Seconds from a task stopping to the agent's finding about it (tasks that stopped while it watched).",
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.shards_owned = Gauge(
+            "ecs_medic_shards_owned",
+            "Shards of the fleet whose lease this replica holds (with sharded replicas; see ECS_MEDIC_SHARDS).",
+            registry=r,
+        )
+        self.target_up = Gauge(
+            "ecs_medic_target_up",
+            "1 when the agent's last read of an account and Region saw its fleet, 0 when it failed.",
+            ["account", "region"],
+            registry=r,
+        )
+        self.target_last_pass = Gauge(
+            "ecs_medic_target_last_pass_timestamp_seconds",
+            "Unix time when the agent last saw the fleet of an account and Region.",
+            ["account", "region"],
+            registry=r,
+        )
         self.aws_budget_remaining = Gauge(
             "ecs_medic_aws_budget_remaining",
             "Tokens left in the agent's share of an ECS throttling bucket, per account, Region and bucket.",

@@ -1,6 +1,6 @@
-"""OBSERVE: read-only calls -> one snapshot of every selected service. Level-triggered and cheap.
+"""OBSERVE: read-only calls -> one snapshot of the selected services. Level-triggered and cheap.
 
-Every pass re-reads current state: ListServices, then DescribeServices 10 at a time with tags. A
+A full pass re-reads current state: ListServices, then DescribeServices 10 at a time with tags. A
 healthy service costs about a tenth of a call. Stopped tasks (ListTasks STOPPED, DescribeTasks 100 at
 a time) are read only for services that show trouble: a new problem event, failed tasks in a
 deployment, fewer running than desired, or a rollout that has not finished. Task definitions never
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from agent.arns import as_datetime, family_revision, resource_name
+from agent.arns import ServiceKey, as_datetime, family_revision, resource_name, service_key
 from agent.diagnose.events import reports_problem
 from agent.diagnose.tasks import diagnose_task
 from agent.model import Cause, ServiceView
@@ -51,6 +51,12 @@ class ReadApi(Protocol):
     def paginate(self, api: str, operation: str, params: Mapping[str, Any], key: str) -> Iterator[Any]: ...
 
 
+class EvidenceReader(Protocol):
+    """What observe reads of the evidence store (`agent.evidence`)."""
+
+    def recent(self, service_key: ServiceKey, since: datetime) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ObserveError:
     """Something this pass could not read; the rest of the pass went on.
@@ -64,6 +70,17 @@ class ObserveError:
     operation: str
     message: str
     configuration: bool = False
+
+    def log(self, log: Any) -> None:  # noqa: ANN401 - a structlog logger
+        """One `observe_failed` line: an error when no retry will fix it, else a warning."""
+        (log.error if self.configuration else log.warning)(
+            "observe_failed",
+            cluster=self.cluster,
+            service=self.service,
+            operation=self.operation,
+            error=self.message,
+            configuration=self.configuration,
+        )
 
 
 # Answers that mean "these credentials, this region or this name are wrong", not "try again".
@@ -97,6 +114,18 @@ class Snapshot:
     errors: tuple[ObserveError, ...]
     clusters: tuple[str, ...]
     # cluster -> services listed but not read this pass: they count as possibly failing (fail closed)
+    unread: Mapping[str, int] = field(default_factory=dict)
+    # (cluster, service) asked for by name that no longer exist (deleted, or INACTIVE)
+    gone: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a resync must look at: every selected service's ARN, by cluster; nothing is described."""
+
+    services: Mapping[str, tuple[str, ...]]
+    errors: tuple[ObserveError, ...]
+    clusters: tuple[str, ...]
     unread: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -140,36 +169,34 @@ def needs_stopped_tasks(service: Mapping[str, Any], seen_until: datetime | None,
 
 @dataclass
 class Observer:
-    """Reads the fleet. Keeps only what never changes (task definitions) and what was already seen."""
+    """Reads the fleet. Keeps only what never changes (task definitions), what was already seen, and the
+    clusters' descriptions for `cluster_ttl` seconds (targeted reads)."""
 
     aws: ReadApi
     clusters: tuple[str, ...] = ()
     # Prevention checks (a mutable image tag) need task definitions of services that show no trouble; a
     # few new ones per pass cover a fleet of thousands within hours, at under 3% of the pass's calls.
     task_definition_reads_per_pass: int = 5
+    evidence: EvidenceReader | None = None
+    evidence_window: timedelta = timedelta(hours=1)
+    cluster_ttl: float = 30.0  # seconds a cluster's description serves targeted reads (its pause tag, settings)
+    wanted: Callable[[str, str], bool] | None = None  # (service ARN, cluster): this replica reads it; None: all
     _task_definitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _events_seen_until: dict[str, datetime] = field(default_factory=dict)
     _sizing_errors: list[ObserveError] = field(default_factory=list)  # this pass's failed best-effort reads
+    _described: dict[str, tuple[datetime, Mapping[str, Any] | None]] = field(default_factory=dict)
+    _capacity: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)
+    # Task definitions targeted reads may read for services that show no trouble, refilled over time at
+    # the full pass's rate (`task_definition_reads_per_pass` per `cluster_ttl`).
+    _definition_allowance: tuple[float, datetime | None] = (0.0, None)
 
     def observe(self, now: datetime) -> Snapshot:
-        errors: list[ObserveError] = []
-        missing: list[str] = []
         operation = "DescribeClusters" if self.clusters else "ListClusters"
         try:
-            cluster_arns = list(self.clusters) or list(self.aws.paginate("ecs", "ListClusters", {}, "clusterArns"))
-            # Only named clusters can be missing; ListClusters may still list one being deleted.
-            clusters = self._describe_clusters(cluster_arns, missing if self.clusters else None)
+            clusters, errors = self._selected_clusters(now)
         except Exception as error:  # noqa: BLE001 - reported as this pass's error; the loop goes on
             failure = ObserveError("*", None, operation, _message(error), configuration=is_configuration_error(error))
             return Snapshot((), (failure,), ())
-        if not cluster_arns:
-            errors.append(
-                ObserveError("*", None, "ListClusters", "no ECS cluster in this region and account", configuration=True)
-            )
-        errors += [
-            ObserveError(name, None, "DescribeClusters", f"no active cluster {name} here", configuration=True)
-            for name in missing
-        ]
         views: list[ServiceView] = []
         unread: dict[str, int] = {}
         budget = [self.task_definition_reads_per_pass]
@@ -185,6 +212,154 @@ class Observer:
         errors += self._sizing_errors
         self._sizing_errors = []
         return Snapshot(tuple(views), tuple(errors), names, {k: v for k, v in unread.items() if v})
+
+    def _selected_clusters(self, now: datetime) -> tuple[list[Mapping[str, Any]], list[ObserveError]]:
+        """The ACTIVE clusters selected (every cluster when none is named), remembered for targeted
+        reads, and what is wrong with the selection (no cluster at all, a named one missing)."""
+        cluster_arns = list(self.clusters) or list(self.aws.paginate("ecs", "ListClusters", {}, "clusterArns"))
+        missing: list[str] = []
+        # Only named clusters can be missing; ListClusters may still list one being deleted.
+        clusters = self._describe_clusters(cluster_arns, missing if self.clusters else None)
+        for cluster in clusters:
+            self._described[str(cluster.get("clusterName"))] = (now, cluster)
+        errors = []
+        if not cluster_arns:
+            errors.append(
+                ObserveError("*", None, "ListClusters", "no ECS cluster in this region and account", configuration=True)
+            )
+        errors += [
+            ObserveError(name, None, "DescribeClusters", f"no active cluster {name} here", configuration=True)
+            for name in missing
+        ]
+        return clusters, errors
+
+    def refresh_clusters(self, now: datetime) -> tuple[ObserveError, ...]:
+        """Read the selected clusters again (their pause tags and settings); what is wrong with them."""
+        _, errors = self._selected_clusters(now)
+        return tuple(errors)
+
+    def list_services(self, now: datetime) -> Listing:
+        """Every selected service's ARN by cluster (ListClusters or DescribeClusters, then ListServices):
+        what a resync queues. Nothing is described."""
+        operation = "DescribeClusters" if self.clusters else "ListClusters"
+        try:
+            clusters, errors = self._selected_clusters(now)
+        except Exception as error:  # noqa: BLE001 - reported as this resync's error
+            failure = ObserveError("*", None, operation, _message(error), configuration=is_configuration_error(error))
+            return Listing({}, (failure,), ())
+        services: dict[str, tuple[str, ...]] = {}
+        unread: dict[str, int] = {}
+        for cluster in clusters:
+            name = str(cluster.get("clusterName"))
+            try:
+                params = {"cluster": name, "maxResults": 100}
+                arns = self.aws.paginate("ecs", "ListServices", params, "serviceArns")
+                services[name] = tuple(a for a in arns if self.wanted is None or self.wanted(a, name))
+            except Exception as error:  # noqa: BLE001 - one cluster's failure never stops the others
+                denied = is_configuration_error(error)
+                errors.append(ObserveError(name, None, "ListServices", _message(error), configuration=denied))
+                unread[name] = int(cluster.get("activeServicesCount") or 0)
+        names = tuple(str(c.get("clusterName")) for c in clusters)
+        return Listing(services, tuple(errors), names, {k: v for k, v in unread.items() if v})
+
+    def observe_services(
+        self,
+        cluster: str,
+        services: Sequence[str],
+        now: datetime,
+        *,
+        stopped_from_events: frozenset[str] = frozenset(),
+    ) -> Snapshot:
+        """Up to 10 services of one cluster (names or ARNs), with one DescribeServices.
+
+        Services named in `stopped_from_events` are read as troubled, and their stopped tasks are the
+        evidence store's (the events brought them): no ListTasks or DescribeTasks for them.
+        """
+        if len(services) > DESCRIBE_SERVICES_BATCH:
+            raise ValueError(f"at most {DESCRIBE_SERVICES_BATCH} services per read, got {len(services)}")
+        errors: list[ObserveError] = []
+        try:
+            described = self._cluster(cluster, now)
+        except Exception as error:  # noqa: BLE001 - the batch is unread; its keys are tried again
+            denied = is_configuration_error(error)
+            failure = ObserveError(cluster, None, "DescribeClusters", _message(error), configuration=denied)
+            return Snapshot((), (failure,), (cluster,), {cluster: len(services)})
+        if described is None:
+            message = f"no active cluster {cluster} here"
+            failure = ObserveError(cluster, None, "DescribeClusters", message, configuration=True)
+            return Snapshot((), (failure,), (cluster,), gone=tuple((cluster, resource_name(s)) for s in services))
+        try:
+            response = self.aws.call(
+                "ecs", "DescribeServices", {"cluster": cluster, "services": list(services), "include": ["TAGS"]}
+            )
+        except Exception as error:  # noqa: BLE001 - the batch is unread; its keys are tried again
+            denied = is_configuration_error(error)
+            failure = ObserveError(cluster, None, "DescribeServices", _message(error), configuration=denied)
+            return Snapshot((), (failure,), (cluster,), {cluster: len(services)})
+        paused = _tags(described.get("tags")).get(PAUSED) or None
+        budget = [self._definitions_allowed(now)]
+        spent = budget[0]
+        views: list[ServiceView] = []
+        found: set[str] = set()
+        unread = 0
+        capacity = self._capacity_of(cluster, now)
+        for service in response.get("services") or []:
+            if service.get("status") != "ACTIVE":
+                continue
+            name = str(service.get("serviceName"))
+            found.add(name)
+            try:
+                view, fresh = self._observe_service(
+                    described,
+                    service,
+                    paused=paused,
+                    now=now,
+                    budget=budget,
+                    capacity=capacity,
+                    force=name in stopped_from_events,
+                    list_stopped=name not in stopped_from_events,
+                )
+            except Exception as error:  # noqa: BLE001 - one service's failure never stops the others
+                errors.append(ObserveError(cluster, name, "DescribeTasks", _message(error)))
+                unread += 1
+                continue
+            if fresh is not None and capacity is None:
+                capacity = fresh
+                self._capacity[cluster] = (now, fresh)
+            views.append(view)
+        self._spend_definitions(spent - budget[0])
+        gone = tuple((cluster, resource_name(s)) for s in services if resource_name(s) not in found)
+        errors += self._sizing_errors
+        self._sizing_errors = []
+        return Snapshot(tuple(views), tuple(errors), (cluster,), {cluster: unread} if unread else {}, gone)
+
+    def _cluster(self, name: str, now: datetime) -> Mapping[str, Any] | None:
+        """The cluster's description, read again once it is older than `cluster_ttl` (None: not active)."""
+        cached = self._described.get(name)
+        if cached is not None and (now - cached[0]).total_seconds() < self.cluster_ttl:
+            return cached[1]
+        found = self._describe_clusters([name])
+        described = found[0] if found else None
+        self._described[name] = (now, described)
+        return described
+
+    def _capacity_of(self, cluster: str, now: datetime) -> dict[str, Any] | None:
+        cached = self._capacity.get(cluster)
+        if cached is not None and (now - cached[0]).total_seconds() < self.cluster_ttl:
+            return cached[1]
+        return None
+
+    def _definitions_allowed(self, now: datetime) -> int:
+        allowance, since = self._definition_allowance
+        if since is not None:
+            refill = self.task_definition_reads_per_pass * (now - since).total_seconds() / self.cluster_ttl
+            allowance = min(float(self.task_definition_reads_per_pass), allowance + max(0.0, refill))
+        self._definition_allowance = (allowance, now)
+        return int(allowance)
+
+    def _spend_definitions(self, count: int) -> None:
+        allowance, since = self._definition_allowance
+        self._definition_allowance = (max(0.0, allowance - count), since)
 
     def observe_service(self, cluster: str, service: str, now: datetime) -> ServiceView | None:
         """One service read in full whatever it shows (for live diagnosis); None if it does not exist."""
@@ -227,6 +402,8 @@ class Observer:
         name = str(cluster.get("clusterName"))
         paused = _tags(cluster.get("tags")).get(PAUSED) or None
         arns = list(self.aws.paginate("ecs", "ListServices", {"cluster": name, "maxResults": 100}, "serviceArns"))
+        if self.wanted is not None:
+            arns = [arn for arn in arns if self.wanted(arn, name)]
         capacity: dict[str, Any] | None = None
         views = []
         for chunk in _chunks(arns, DESCRIBE_SERVICES_BATCH):
@@ -242,13 +419,16 @@ class Observer:
                 if service.get("status") != "ACTIVE":
                     continue
                 try:
-                    view, capacity = self._observe_service(
+                    view, fresh = self._observe_service(
                         cluster, service, paused=paused, now=now, budget=budget, capacity=capacity
                     )
                 except Exception as error:  # noqa: BLE001 - one service's failure never stops the others
                     errors.append(ObserveError(name, str(service.get("serviceName")), "DescribeTasks", _message(error)))
                     unread[name] = unread.get(name, 0) + 1
                     continue
+                if fresh is not None:
+                    capacity = fresh
+                    self._capacity[name] = (now, fresh)
                 views.append(view)
         return views
 
@@ -262,7 +442,9 @@ class Observer:
         budget: list[int],
         capacity: dict[str, Any] | None,
         force: bool = False,
+        list_stopped: bool = True,
     ) -> tuple[ServiceView, dict[str, Any] | None]:
+        """One described service with what its state calls for; the cluster's capacity when read now."""
         cluster_name = str(cluster.get("clusterName"))
         arn = str(service.get("serviceArn"))
         troubled = force or needs_stopped_tasks(service, self._events_seen_until.get(arn), now)
@@ -270,7 +452,10 @@ class Observer:
         newest = as_datetime(events[0].get("createdAt")) if events else None
         if newest is not None:
             self._events_seen_until[arn] = newest
-        stopped = self._stopped_tasks(cluster_name, str(service.get("serviceName"))) if troubled else []
+        stopped: list[Mapping[str, Any]] = []
+        if troubled:
+            read = self._stopped_tasks(cluster_name, str(service.get("serviceName"))) if list_stopped else []
+            stopped = self._with_evidence(read, arn, cluster_name, now)
         wanted = {family_revision(str(service.get("taskDefinition") or "")) or ""}
         if troubled:
             wanted |= {family_revision(str(t.get("taskDefinitionArn") or "")) or "" for t in stopped}
@@ -278,8 +463,9 @@ class Observer:
                 family_revision(str(d.get("taskDefinition") or "")) or "" for d in service.get("deployments") or []
             }
         definitions = self._task_definitions_for(wanted - {""}, budget, troubled=troubled)
+        fresh = None
         if troubled and service.get("launchType") != "FARGATE" and capacity is None:
-            capacity = self._capacity(cluster)
+            capacity = fresh = self._read_capacity(cluster)
         providers, groups = (capacity or {}).get("providers", ()), (capacity or {}).get("groups", {})
         instances = (capacity or {}).get("instances", ()) if troubled else ()
         name = str(service.get("serviceName"))
@@ -307,7 +493,23 @@ class Observer:
             container_instances=tuple(instances),
             memory_peak_mib=memory_peak,
         )
-        return view, capacity
+        return view, fresh
+
+    def _with_evidence(
+        self, read: list[dict[str, Any]], service_arn: str, cluster: str, now: datetime
+    ) -> list[Mapping[str, Any]]:
+        """The stopped tasks ECS shows, with those the evidence store kept of the window (ECS's own copy
+        of a task wins: it is complete)."""
+        key = service_key(service_arn, cluster=cluster)
+        evidence = self.evidence
+        if evidence is None or key is None:
+            return list(read)
+        nothing: list[dict[str, Any]] = []
+        kept = self._best_effort(
+            lambda: evidence.recent(key, now - self.evidence_window), nothing, cluster, key.service, "EvidenceQuery"
+        )
+        shown = {str(t.get("taskArn")) for t in read}
+        return [*read, *(t for t in kept if str(t.get("taskArn")) not in shown)]
 
     def _stopped_tasks(self, cluster: str, service: str) -> list[dict[str, Any]]:
         params = {"cluster": cluster, "serviceName": service, "desiredStatus": "STOPPED", "maxResults": 100}
@@ -333,7 +535,7 @@ class Observer:
             found[revision] = self._task_definitions[revision]
         return found
 
-    def _capacity(self, cluster: Mapping[str, Any]) -> dict[str, Any]:
+    def _read_capacity(self, cluster: Mapping[str, Any]) -> dict[str, Any]:
         names = [n for n in cluster.get("capacityProviders") or [] if not str(n).startswith("FARGATE")]
         registered = int(cluster.get("registeredContainerInstancesCount") or 0)
         cluster_name = str(cluster.get("clusterName"))

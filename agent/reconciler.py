@@ -6,6 +6,17 @@ manages. A change is made exactly once: its intent is written before its first c
 checked before it is sent again, and an intent found later (a restart, a new leader) is finished or
 cleaned up before anything else is decided for that service. One service's error is that service's
 error: it is logged, counted and tried again next pass; the others go on.
+
+Two kinds of pass share every step after the read: `run_pass` reads the whole fleet (the full
+resync), `run_batch` reads up to 10 services of one cluster that the work queue handed out (targeted
+reads). Both go through `_reconcile`: assess, recover, the storm guard, then per service decide, act,
+announce and remember. A batch sees only its services, so what the storm guard and the gauges need of
+the rest of the cluster comes from the census: each service's latest assessment, failing or not.
+
+Who may write a service is its tenure: with one lease (or none) the replica's own; with sharded
+replicas (`ownership`), the lease of the service's shard, its guard before every write and its
+version as the fencing token. A service of a shard this replica does not hold is decided as a
+standby: proposed, never written.
 """
 
 from __future__ import annotations
@@ -13,16 +24,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import announce, approvals
 from agent.act import ChangeFailedError, Executor, Progress, for_intent, record
 from agent.actions import REGISTRY
-from agent.arns import family_revision, region_of
+from agent.arns import family_revision, region_of, service_key
 from agent.decide import (
     Assessment,
     Budget,
@@ -40,10 +51,11 @@ from agent.decide import (
 from agent.diagnose import diagnose_service
 from agent.diagnose.risks import risks_of
 from agent.errors import LeaseLostError
+from agent.evidence import stopped_at
 from agent.journal import Journal
-from agent.model import Finding, ServiceView, Subject
+from agent.model import Finding, ServiceView, SourceKind, Subject
 from agent.notify.dispatch import MemoryLedger
-from agent.observe import ObserveError, Observer, Snapshot
+from agent.observe import Listing, ObserveError, Observer, Snapshot
 from agent.settings import Mode, Settings
 from agent.state import EMPTY, MAX_CHANGE_SECONDS, Intent, Problem, ServiceState
 from agent.store import Memory, StateNotSavedError, Stored, TagStore
@@ -53,6 +65,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from agent.aws.gateway import AwsGateway
+    from agent.evidence import EvidenceStore
     from agent.metrics import Metrics
     from agent.notify.events import Notification
     from agent.policy.loader import PolicySet
@@ -99,6 +112,11 @@ class PassReport:
     escalations: tuple[tuple[str, str, str, str], ...] = ()  # (cluster, service, policy, what)
     unread: Mapping[str, int] = field(default_factory=dict)
     state_errors: tuple[tuple[str, str, str], ...] = ()  # (cluster, service, error): the state was not saved
+    # For the work queue: the services decided without an error (their keys are done), those that are gone,
+    # and those worth another look soon (not steady, a change in flight or being verified, an approval).
+    reconciled: tuple[tuple[str, str], ...] = ()  # (cluster, service)
+    gone: tuple[tuple[str, str], ...] = ()
+    unsettled: tuple[tuple[str, str], ...] = ()
 
     @property
     def verifications(self) -> tuple[tuple[str, str, str, Outcome], ...]:
@@ -161,6 +179,107 @@ def new_token() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def _no_guard() -> None:
+    return None
+
+
+class Ownership(Protocol):
+    """Sharded replicas (`agent.lease.ShardLeases`): which shard a service is in, and this replica's
+    hold on each shard."""
+
+    holder: str
+
+    @property
+    def shards(self) -> int: ...
+
+    def shard_of(self, service_arn: str) -> int: ...
+
+    def holds(self, shard: int) -> bool: ...
+
+    def guard(self, shard: int) -> None: ...
+
+    def fence(self, shard: int) -> int: ...
+
+    def owned(self) -> frozenset[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    """Who may write one service now, and how: a standby proposes only; `guard` runs before every write
+    and raises when the lease behind it is gone; `fence` is that lease's version (the fencing token)."""
+
+    standby: bool
+    guard: Callable[[], None]
+    fence: Callable[[], int]
+    holder: str
+
+
+@dataclass
+class Census:
+    """The latest word on each service this replica reconciled, by cluster: failing or not, waiting for
+    approval since when, and what could not be read. A batch's storm guard counts the rest of the
+    cluster from it; the gauges show it."""
+
+    failing: dict[str, dict[str, bool]] = field(default_factory=dict)  # cluster -> service ARN -> failing
+    waiting: dict[str, datetime] = field(default_factory=dict)  # service ARN -> waiting for approval since
+    unread: dict[str, set[str]] = field(default_factory=dict)  # cluster -> services whose read failed
+    unlisted: dict[str, int] = field(default_factory=dict)  # cluster -> services a failed listing hid
+    # One real assessment per cluster and state (failing or not), standing in for the services a batch
+    # did not read: the storm guard reads only their cluster and whether they fail.
+    exemplars: dict[tuple[str, bool], Assessment] = field(default_factory=dict)
+
+    def clusters(self) -> set[str]:
+        return set(self.failing) | {c for c, names in self.unread.items() if names} | set(self.unlisted)
+
+    def note(self, assessment: Assessment) -> None:
+        view = assessment.view
+        failing = assessment.failing
+        self.failing.setdefault(view.cluster, {})[view.arn] = failing
+        self.exemplars[(view.cluster, failing)] = assessment
+        self.unread.get(view.cluster, set()).discard(view.name)
+
+    def note_waiting(self, arn: str, since: datetime | None) -> None:
+        if since is None:
+            self.waiting.pop(arn, None)
+        else:
+            self.waiting[arn] = since
+
+    def forget(self, cluster: str, arn: str, name: str) -> None:
+        self.failing.get(cluster, {}).pop(arn, None)
+        self.unread.get(cluster, set()).discard(name)
+        self.waiting.pop(arn, None)
+
+    def keep_only(self, cluster: str, arns: set[str]) -> None:
+        """A listing of `cluster` says these are its services: forget the others."""
+        known = self.failing.get(cluster, {})
+        for arn in [a for a in known if a not in arns]:
+            del known[arn]
+            self.waiting.pop(arn, None)
+
+    def drop_cluster(self, cluster: str) -> None:
+        for arn in self.failing.pop(cluster, {}):
+            self.waiting.pop(arn, None)
+        self.unread.pop(cluster, None)
+        self.unlisted.pop(cluster, None)
+        self.exemplars.pop((cluster, True), None)
+        self.exemplars.pop((cluster, False), None)
+
+    def unread_in(self, cluster: str) -> int:
+        return len(self.unread.get(cluster, ())) + self.unlisted.get(cluster, 0)
+
+    def others(self, cluster: str, read: set[str]) -> list[Assessment]:
+        """Stand-ins for the services of `cluster` this batch did not read."""
+        stand_ins = []
+        for arn, failing in self.failing.get(cluster, {}).items():
+            exemplar = self.exemplars.get((cluster, failing))
+            if arn not in read and exemplar is not None:
+                stand_ins.append(exemplar)
+        return stand_ins
+
+
+_RECORDED_TASKS = 50_000  # task versions already put in the evidence store (a bound, oldest forgotten)
+
+
 @dataclass
 class Reconciler:
     """Runs passes. Holds the deltas it may not write yet, its journal of changes, and what it reported."""
@@ -173,12 +292,15 @@ class Reconciler:
     observer: Observer | None = None
     clock: Callable[[], float] = time.monotonic
     leader: Callable[[], bool] = lambda: True
-    guard: Callable[[], None] = lambda: None  # raises when this replica may not write (the lease)
+    guard: Callable[[], None] = _no_guard  # raises when this replica may not write (the lease)
     fence: Callable[[], int] = lambda: 0  # the lease's version: the fencing token of this replica's tenure
     holder: str = field(default_factory=new_token)
     identity: str | None = None  # the agent's own AWS identity (it may not approve its own proposals)
+    ownership: Ownership | None = None  # sharded replicas: the shard leases (else `leader`, `guard`, `fence`)
+    evidence: EvidenceStore | None = None  # stopped tasks kept beyond ECS's hour (events and passes)
     memory: Memory = field(default_factory=Memory)
     journal: Journal = field(default_factory=Journal)
+    census: Census = field(default_factory=Census)
     latest: tuple[Proposal, ...] = ()
     recent_verdicts: deque[VerdictReport] = field(default_factory=partial(deque, maxlen=100))
     notifier: Any = None  # agent.notify.Notifier, built with `ledger`: submit() never blocks and never raises
@@ -186,10 +308,14 @@ class Reconciler:
     _paused_before: set[str] = field(default_factory=set)
     _announced: dict[str, set[str]] = field(default_factory=dict)  # arn -> keys submitted, not yet recorded
     _last: dict[str, tuple[ServiceView, ServiceState]] = field(default_factory=dict)
-    _counted_findings: set[tuple[str, str]] = field(default_factory=set)
-    _counted_proposals: set[tuple[str, str]] = field(default_factory=set)
+    _counted_findings: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # service ARN -> counted
+    _counted_proposals: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    _proposals: dict[str, Proposal] = field(default_factory=dict)  # service ARN -> its latest proposal
     _reported_problems: set[tuple[str, str]] = field(default_factory=set)
     _approvals_checked: dict[tuple[str, str], bool] = field(default_factory=dict)
+    _seeded: set[str] = field(default_factory=set)  # services whose recorded changes the journal holds
+    _recorded: OrderedDict[tuple[str, int], None] = field(default_factory=OrderedDict)
+    _started_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self._observer = self.observer or Observer(self.aws, clusters=self.settings.clusters)
@@ -206,7 +332,34 @@ class Reconciler:
             paused=s.paused,
             managed_tag=s.managed_tag,
             verify_timeout_seconds=s.verify_timeout_seconds,
-            standby=not self.leader(),
+            standby=not self.acting(),
+        )
+
+    def acting(self) -> bool:
+        """Whether this replica acts anywhere: it holds the lease, or at least one shard's."""
+        if self.ownership is not None:
+            return bool(self.ownership.owned())
+        return self.leader()
+
+    def owns(self, service_arn: str, cluster: str) -> bool:
+        """Whether the service is this replica's to reconcile: with several shards, only those whose lease
+        it holds (the others' owners watch them); otherwise every service (a standby proposes)."""
+        ownership = self.ownership
+        if ownership is None or ownership.shards <= 1:
+            return True
+        return ownership.holds(ownership.shard_of(canonical_arn(service_arn, cluster)))
+
+    def tenure(self, view: ServiceView) -> Tenure:
+        """Who may write this service now: the shard's lease with sharded replicas, else the replica's."""
+        ownership = self.ownership
+        if ownership is None:
+            return Tenure(not self.leader(), self.guard, self.fence, self.holder)
+        shard = ownership.shard_of(canonical_arn(view.arn, view.cluster))
+        return Tenure(
+            not ownership.holds(shard),
+            lambda: ownership.guard(shard),
+            lambda: ownership.fence(shard),
+            ownership.holder,
         )
 
     def _writes(self, limits: Limits) -> bool:
@@ -216,19 +369,113 @@ class Reconciler:
     def _managed(self, view: ServiceView) -> bool:
         return view.tags.get(self.settings.managed_tag) == "true"
 
-    # --- the pass ---------------------------------------------------------------------------------------
+    # --- the passes ----------------------------------------------------------------------------------------
 
     def run_pass(self, now: datetime, stop: threading.Event | None = None) -> PassReport:
-        started = self.clock()
-        calls_before = self.aws.total_calls()
-        limits = self.limits
+        """The full resync: every selected service, read and reconciled."""
+        started, calls_before = self.clock(), self.aws.total_calls()
+        self._begin(now)
         snapshot: Snapshot = self._observer.observe(now)
+        return self._reconcile(snapshot, now, stop, started=started, calls_before=calls_before, whole=True)
+
+    def run_batch(
+        self,
+        cluster: str,
+        services: Sequence[str],
+        now: datetime,
+        stop: threading.Event | None = None,
+        *,
+        stopped_from_events: frozenset[str] = frozenset(),
+    ) -> PassReport:
+        """Up to 10 services of one cluster (names), read with one DescribeServices and reconciled. Those
+        in `stopped_from_events` have their stopped tasks from the events (the evidence store)."""
+        started, calls_before = self.clock(), self.aws.total_calls()
+        self._begin(now)
+        snapshot = self._observer.observe_services(cluster, services, now, stopped_from_events=stopped_from_events)
+        read = {v.name for v in snapshot.services}
+        gone = {name for _, name in snapshot.gone}
+        unread = {name for name in services if name not in read and name not in gone}
+        if unread:
+            self.census.unread.setdefault(cluster, set()).update(unread)
+        for _, name in snapshot.gone:
+            arn = next((a for a in self.census.failing.get(cluster, {}) if a.rsplit("/", 1)[-1] == name), "")
+            self.census.forget(cluster, arn, name)
+            self._proposals.pop(arn, None)
+            self._counted_findings.pop(arn, None)
+            self._counted_proposals.pop(arn, None)
+        return self._reconcile(snapshot, now, stop, started=started, calls_before=calls_before, whole=False)
+
+    def list_services(self, now: datetime) -> Listing:
+        """What a resync queues: every selected service this replica reconciles, by cluster. The census
+        forgets services no longer listed, and counts those a failed listing hid as unread."""
+        self._begin(now)
+        listing = self._observer.list_services(now)
+        if not any(e.cluster == "*" for e in listing.errors):
+            for cluster in self.census.clusters() - set(listing.clusters):
+                self.census.drop_cluster(cluster)
+        for cluster, arns in listing.services.items():
+            self.census.keep_only(cluster, set(arns))
+            self.census.unlisted.pop(cluster, None)
+        for cluster, count in listing.unread.items():
+            self.census.unlisted[cluster] = count
+        known = {arn for arns in listing.services.values() for arn in arns}
+        for arn in [a for a in self._proposals if a not in known and self._listed_cluster(a, listing)]:
+            del self._proposals[arn]
+        return listing
+
+    def heartbeat(self, now: datetime) -> tuple[bool, str]:
+        """Can the agent still see ECS? One read of the selected clusters (whose pause tags targeted reads
+        then use). Counted as a pass: ok, or error with what went wrong."""
+        try:
+            problems = self._observer.refresh_clusters(now)
+        except Exception as error:  # noqa: BLE001 - saying so is the point
+            problems = (ObserveError("*", None, "DescribeClusters", f"{type(error).__name__}: {error}"),)
+        blind = [p for p in problems if p.cluster == "*" or p.configuration]
+        self.metrics.passes.labels("error" if blind else "ok").inc()
+        if blind:
+            self.log.warning("heartbeat_failed", operation=blind[0].operation, error=blind[0].message)
+            return False, f"{blind[0].operation}: {blind[0].message}"
+        self.metrics.last_pass.set(now.timestamp())
+        return True, ""
+
+    @staticmethod
+    def _listed_cluster(arn: str, listing: Listing) -> bool:
+        key = service_key(arn)
+        return key is not None and key.cluster in listing.services
+
+    def _begin(self, now: datetime) -> None:
+        if self._started_at is None:
+            self._started_at = now
+        observer = self._observer
+        if self.evidence is not None:
+            observer.evidence = self.evidence
+            observer.evidence_window = self._evidence_window()
+        sharded = self.ownership is not None and self.ownership.shards > 1
+        observer.wanted = self.owns if sharded else None
+
+    def _evidence_window(self) -> timedelta:
+        """How far back stopped tasks can matter: the longest policy window, at least ECS's hour."""
+        longest = max((p.policy.spec.when.within for p in self.policies().policies), default=0.0)
+        return timedelta(seconds=max(3600.0, float(longest)))
+
+    def _reconcile(
+        self,
+        snapshot: Snapshot,
+        now: datetime,
+        stop: threading.Event | None,
+        *,
+        started: float,
+        calls_before: int,
+        whole: bool,
+    ) -> PassReport:
+        """Every step after the read, the same for the full resync and a batch."""
+        limits = self.limits
         errors = list(snapshot.errors)
-        assessments = self._assess(snapshot, now, errors)
-        self.journal.seed(((a.view.arn, a.state) for a in assessments if self._managed(a.view)), now)
-        if self._writes(limits):
-            assessments = [self._recover(a, now) if a.state.intent is not None else a for a in assessments]
-        paused = storm_clusters(assessments, limits, snapshot.unread)
+        detected: dict[str, datetime] = {}  # service ARN -> when this pass diagnosed it
+        assessments = self._assess(snapshot, now, errors, detected, started)
+        self._seed_journal(assessments, now)
+        assessments = [self._recover_if_writing(a, limits, now) for a in assessments]
+        paused = self._storms(snapshot, assessments, limits, whole=whole)
         fleet = Fleet(paused, self.journal.in_last_hour(now))
         budget = Budget(limits.max_actions_per_hour - fleet.actions_in_last_hour)
         policies = self.policies()
@@ -236,18 +483,22 @@ class Reconciler:
         state_errors: list[tuple[str, str, str]] = []
         for assessment in sorted(assessments, key=lambda a: (a.view.cluster, a.view.name)):
             view = assessment.view
+            tenure = self.tenure(view)
+            service_limits = replace(limits, standby=tenure.standby)
             try:
-                decision = decide_service(assessment, policies, limits, fleet=fleet, budget=budget, now=now)
+                decision = decide_service(assessment, policies, service_limits, fleet=fleet, budget=budget, now=now)
             except Exception as error:  # noqa: BLE001 - one service's error never costs the others their pass
                 self._service_error(view, "decide", error, errors)
                 continue
-            decision = self._act_unless_stopping(decision, stop, now, errors)
-            if not limits.standby:
+            decision = self._act_unless_stopping(decision, stop, now, errors, tenure)
+            if not service_limits.standby:
                 decision = self._announce(decision, policies, now)
-            saved = self._remember(decision.assessment.view, decision.state, limits)
+            saved = self._remember(decision.assessment.view, decision.state, service_limits, tenure)
             if saved:
                 state_errors.append((view.cluster, view.name, saved))
             decisions.append(decision)
+        clusters = set(snapshot.clusters) | {a.view.cluster for a in assessments}
+        failed = {(e.cluster, e.service) for e in errors if e.operation in _STAGES}
         report = PassReport(
             finished_at=now,
             duration_seconds=self.clock() - started,
@@ -259,7 +510,7 @@ class Reconciler:
             paused_clusters={
                 **paused,
                 **{a.view.cluster: a.view.cluster_paused for a in assessments if a.view.cluster_paused},
-                **(dict.fromkeys(snapshot.clusters, "the pause switch is on") if self.settings.paused else {}),
+                **(dict.fromkeys(clusters, "the pause switch is on") if self.settings.paused else {}),
             },
             aws_calls=self.aws.total_calls() - calls_before,
             escalations=tuple(
@@ -269,15 +520,80 @@ class Reconciler:
             ),
             unread=snapshot.unread,
             state_errors=tuple(state_errors),
+            reconciled=tuple(
+                (d.assessment.view.cluster, d.assessment.view.name)
+                for d in decisions
+                if (d.assessment.view.cluster, d.assessment.view.name) not in failed
+            ),
+            gone=snapshot.gone,
+            unsettled=tuple((d.assessment.view.cluster, d.assessment.view.name) for d in decisions if _unsettled(d)),
         )
-        self.latest = report.proposals
+        self._keep_latest(report, decisions, whole=whole)
         self.recent_verdicts.extend(report.verdicts)
-        if not limits.standby:
-            for notification in announce.of_clusters(report.paused_clusters, self._paused_before, now):
+        if self.acting():
+            # A batch speaks only for its own clusters: the others keep their pause as it was.
+            before = self._paused_before if whole else self._paused_before & clusters
+            for notification in announce.of_clusters(report.paused_clusters, before, now):
                 self._submit(notification)
-            self._paused_before = set(report.paused_clusters)
-        self._report(report, decisions, assessments, now)
+            self._paused_before = set(report.paused_clusters) | (set() if whole else self._paused_before - clusters)
+        self._report(report, decisions, assessments, now, whole=whole, detected=detected)
         return report
+
+    def _recover_if_writing(self, assessment: Assessment, limits: Limits, now: datetime) -> Assessment:
+        if assessment.state.intent is None:
+            return assessment
+        tenure = self.tenure(assessment.view)
+        if not self._writes(replace(limits, standby=tenure.standby)):
+            return assessment
+        return self._recover(assessment, now, tenure)
+
+    def _seed_journal(self, assessments: Sequence[Assessment], now: datetime) -> None:
+        """The journal learns the changes recorded on each managed service the first time it is read
+        (the full pass at start reads them all; a batch may read a service first)."""
+        fresh = [(a.view.arn, a.state) for a in assessments if self._managed(a.view) and a.view.arn not in self._seeded]
+        if not fresh:
+            return
+        self._seeded.update(arn for arn, _ in fresh)
+        self.journal.seeded = False  # seed() dedupes what it already holds
+        self.journal.seed(fresh, now)
+
+    def _storms(
+        self, snapshot: Snapshot, assessments: Sequence[Assessment], limits: Limits, *, whole: bool
+    ) -> dict[str, str]:
+        """Clusters where acting would be guessing. A full pass counts what it read; a batch counts its
+        services together with the census's word on the rest of their clusters."""
+        if whole:
+            self._renew_census(snapshot, assessments)
+            return storm_clusters(assessments, limits, snapshot.unread)
+        for assessment in assessments:
+            self.census.note(assessment)
+        read = {a.view.arn for a in assessments}
+        clusters = set(snapshot.clusters) | {a.view.cluster for a in assessments}
+        counted = [*assessments, *(s for c in sorted(clusters) for s in self.census.others(c, read))]
+        unread = {c: self.census.unread_in(c) for c in clusters if self.census.unread_in(c)}
+        return {c: why for c, why in storm_clusters(counted, limits, unread).items() if c in clusters}
+
+    def _renew_census(self, snapshot: Snapshot, assessments: Sequence[Assessment]) -> None:
+        fresh = Census()
+        for assessment in assessments:
+            fresh.note(assessment)
+        fresh.unlisted.update(snapshot.unread)
+        seen = {a.view.arn for a in assessments}
+        fresh.waiting = {arn: since for arn, since in self.census.waiting.items() if arn in seen}
+        self.census = fresh
+
+    def _keep_latest(self, report: PassReport, decisions: Sequence[Decision], *, whole: bool) -> None:
+        """`/proposals`: each service's latest proposal, from whichever pass read it last."""
+        if whole:
+            self._proposals = {}
+        for decision in decisions:
+            arn = decision.assessment.view.arn
+            if decision.proposal is None:
+                self._proposals.pop(arn, None)
+            else:
+                self._proposals[arn] = decision.proposal
+        self.latest = tuple(sorted(self._proposals.values(), key=lambda p: (p.cluster, p.service)))
+        self.latest_verdicts = report.verdicts
 
     def _announce(self, decision: Decision, policies: PolicySet, now: datetime) -> Decision:
         """Tell people about this service's changes of state, each once. A key is recorded with the
@@ -314,7 +630,8 @@ class Reconciler:
             delivered = self._delivered(arn, state)
             if delivered != state:
                 self._last[arn] = (view, delivered)
-                self._remember(view, delivered, limits)
+                tenure = self.tenure(view)
+                self._remember(view, delivered, replace(limits, standby=tenure.standby), tenure)
                 written += 1
         return written
 
@@ -322,11 +639,20 @@ class Reconciler:
         if self.notifier is not None:
             self.notifier.submit(notification)
 
-    def _assess(self, snapshot: Snapshot, now: datetime, errors: list[ObserveError]) -> list[Assessment]:
+    def _assess(
+        self,
+        snapshot: Snapshot,
+        now: datetime,
+        errors: list[ObserveError],
+        detected: dict[str, datetime],
+        started: float,
+    ) -> list[Assessment]:
         assessments = []
         region = self.aws.region
         for view in snapshot.services:
+            detected[view.arn] = now + timedelta(seconds=self.clock() - started)
             try:
+                self._record_evidence(view)
                 managed = self._managed(view)
                 # Nothing is read from (or written to) a service the agent does not manage: tags there
                 # are anyone's, and must not steer the agent or use up its limits.
@@ -338,6 +664,21 @@ class Reconciler:
             except Exception as error:  # noqa: BLE001 - one service's error never costs the others their pass
                 self._service_error(view, "assess", error, errors)
         return assessments
+
+    def _record_evidence(self, view: ServiceView) -> None:
+        """Keep the stopped tasks this pass read beyond ECS's hour (each task version once)."""
+        evidence = self.evidence
+        key = service_key(view.arn, cluster=view.cluster) if evidence is not None else None
+        if evidence is None or key is None:
+            return
+        for task in view.stopped_tasks:
+            seen = (str(task.get("taskArn")), int(task.get("version") or 0))
+            if seen in self._recorded:
+                continue
+            evidence.record(key, task)
+            self._recorded[seen] = None
+            while len(self._recorded) > _RECORDED_TASKS:
+                self._recorded.popitem(last=False)
 
     def _approval(self, view: ServiceView, now: datetime) -> approvals.Approval | None:
         """The approval on a service, if it is signed by an approver and still valid (else None, said once)."""
@@ -370,16 +711,16 @@ class Reconciler:
 
     # --- recovering a change found half-way -----------------------------------------------------------
 
-    def _recover(self, assessment: Assessment, now: datetime) -> Assessment:
+    def _recover(self, assessment: Assessment, now: datetime, tenure: Tenure) -> Assessment:
         """Finish or clean up a change whose intent outlived the process (or the lease) that wrote it."""
         view, state = assessment.view, assessment.state
         intent = state.intent
         if intent is None:
             return assessment
-        if intent.holder != self.holder and now < intent.deadline:
+        if intent.holder != tenure.holder and now < intent.deadline:
             return assessment  # its writer may still be sending: nothing of it is sent after its deadline
         change = intent.change
-        executor = Executor(self.aws, self.guard)
+        executor = Executor(self.aws, tenure.guard)
         log = self.log.bind(cluster=view.cluster, service=view.name, action=change.action, change=change.token)
         try:
             found = executor.find(intent.calls, token=change.token)
@@ -436,7 +777,12 @@ class Reconciler:
     # --- acting ------------------------------------------------------------------------------------------
 
     def _act_unless_stopping(
-        self, decision: Decision, stop: threading.Event | None, now: datetime, errors: list[ObserveError]
+        self,
+        decision: Decision,
+        stop: threading.Event | None,
+        now: datetime,
+        errors: list[ObserveError],
+        tenure: Tenure,
     ) -> Decision:
         proposal = decision.proposal
         if proposal is None or proposal.outcome is not Outcome.APPLY or decision.change is None:
@@ -450,7 +796,7 @@ class Reconciler:
                 change=None,
             )
         try:
-            return self._act(decision, proposal, decision.change, now)
+            return self._act(decision, proposal, decision.change, now, tenure)
         except Exception as error:  # noqa: BLE001 - one service's error never costs the others their pass
             self._service_error(decision.assessment.view, "act", error, errors)
             return replace(
@@ -460,7 +806,7 @@ class Reconciler:
                 change=None,
             )
 
-    def _act(self, decision: Decision, proposal: Proposal, planned: Change, now: datetime) -> Decision:
+    def _act(self, decision: Decision, proposal: Proposal, planned: Change, now: datetime, tenure: Tenure) -> Decision:
         view = decision.assessment.view
         plan = proposal.plan
         change = replace(planned, token=new_token())
@@ -479,16 +825,16 @@ class Reconciler:
             intent = Intent(
                 change=change,
                 calls=for_intent(calls),
-                holder=self.holder,
-                fence=self.fence(),
+                holder=tenure.holder,
+                fence=tenure.fence(),
                 started=now,
                 deadline=now + timedelta(seconds=self.settings.max_action_seconds),
             )
             try:
-                self.store.save(view, replace(state, intent=intent), guard=self.guard)
+                self.store.save(view, replace(state, intent=intent), guard=tenure.guard)
             except StateNotSavedError as error:
                 return self._failed(decision, proposal, f"not started: its intent could not be recorded ({error})", log)
-            executor = Executor(self.aws, self.guard)
+            executor = Executor(self.aws, tenure.guard)
             try:
                 outputs = executor.run(calls, token=change.token, budget_seconds=self.settings.max_action_seconds)
             except ChangeFailedError as failure:
@@ -550,7 +896,7 @@ class Reconciler:
 
     # --- remembering -------------------------------------------------------------------------------------
 
-    def _remember(self, view: ServiceView, state: ServiceState, limits: Limits) -> str:
+    def _remember(self, view: ServiceView, state: ServiceState, limits: Limits, tenure: Tenure) -> str:
         """Keep the state: written when this replica may write and the service is managed, else in
         memory as a delta on what is stored. Returns the error when a write failed ("" otherwise)."""
         managed = self._managed(view)
@@ -559,7 +905,7 @@ class Reconciler:
             self.memory.keep(view.arn, stored_version, state)
             return ""
         try:
-            self.store.save(view, state, guard=self.guard)
+            self.store.save(view, state, guard=tenure.guard)
         except StateNotSavedError as error:
             self.memory.keep(view.arn, stored_version, state)
             self.metrics.service_errors.labels(view.cluster, view.name, "state").inc()
@@ -591,55 +937,25 @@ class Reconciler:
                 )
 
     def _report(
-        self, report: PassReport, decisions: list[Decision], assessments: list[Assessment], now: datetime
+        self,
+        report: PassReport,
+        decisions: list[Decision],
+        assessments: list[Assessment],
+        now: datetime,
+        *,
+        whole: bool,
+        detected: Mapping[str, datetime],
     ) -> None:
         m, mode = self.metrics, self.settings.mode.value
-        live = set()
-        for finding in report.findings:
-            key = (finding.source, finding.cause.value)
-            live.add(key)
-            if key not in self._counted_findings:
-                m.findings.labels(finding.cluster, finding.service or "", finding.cause.value).inc()
-                if finding.failure:
-                    self.log.info(
-                        "finding",
-                        cluster=finding.cluster,
-                        service=finding.service,
-                        cause=finding.cause.value,
-                        action=None,
-                        mode=mode,
-                        outcome=None,
-                        source=finding.source,
-                        summary=finding.summary,
-                    )
-        self._counted_findings = live  # bounded by the evidence ECS still shows
-        live_proposals = set()
-        for proposal in report.proposals:
-            key = (proposal.id, proposal.outcome.value)
-            live_proposals.add(key)
-            repeats = proposal.outcome in (Outcome.APPLIED, Outcome.FAILED, Outcome.REVERTED)
-            if repeats or key not in self._counted_proposals:
-                m.remediations.labels(
-                    proposal.cluster, proposal.service, proposal.policy, proposal.action, proposal.outcome.value
-                ).inc()
-                self.log.info(
-                    "remediation",
-                    cluster=proposal.cluster,
-                    service=proposal.service,
-                    cause=proposal.cause,
-                    action=proposal.action,
-                    policy=proposal.policy,
-                    mode=mode,
-                    outcome=proposal.outcome.value,
-                    proposal=proposal.id,
-                    kind=proposal.kind.value,
-                    step=proposal.step,
-                    attempt=proposal.attempt,
-                    summary=proposal.plan.summary,
-                    decided_by=proposal.plan.decided_by,
-                    reason=proposal.reason,
-                )
-        self._counted_proposals = live_proposals
+        for assessment in assessments:
+            self._count_findings(assessment, detected.get(assessment.view.arn, now))
+        for decision in decisions:
+            self._count_proposals(decision)
+        if whole:  # services the full pass did not see are gone: so are their counts
+            seen = {a.view.arn for a in assessments}
+            for counted in (self._counted_findings, self._counted_proposals):
+                for arn in [a for a in counted if a not in seen]:
+                    del counted[arn]
         for verdict in report.verdicts:
             m.remediations.labels(
                 verdict.cluster, verdict.service, verdict.policy, verdict.action, verdict.outcome.value
@@ -661,27 +977,30 @@ class Reconciler:
             self.log.warning(
                 "remediation_escalated", cluster=cluster, service=service, policy=policy, outcome="escalated", step=step
             )
-        observed = Counter(a.view.cluster for a in assessments)
-        unhealthy = Counter(a.view.cluster for a in assessments if a.failing)
-        for cluster in (*report.paused_clusters, *report.unread):
-            if cluster not in observed:
-                observed[cluster] += 0
-        for cluster, count in observed.items():
-            m.services_observed.labels(cluster).set(count)
-            m.unhealthy_services.labels(cluster).set(unhealthy.get(cluster, 0))
+        for decision in decisions:
+            pending = decision.state.pending
+            self.census.note_waiting(decision.assessment.view.arn, pending.since if pending is not None else None)
+        touched = {a.view.cluster for a in assessments} | set(report.paused_clusters) | set(report.unread)
+        for cluster in sorted(touched | (self.census.clusters() if whole else set())):
+            known = self.census.failing.get(cluster, {})
+            m.services_observed.labels(cluster).set(len(known))
+            m.unhealthy_services.labels(cluster).set(sum(known.values()))
             m.enforcement_paused.labels(cluster).set(1 if cluster in report.paused_clusters else 0)
-        waiting = [d.state.pending for d in decisions if d.state.pending is not None]
+        waiting = self.census.waiting.values()
         m.pending_approvals.set(len(waiting))
-        m.oldest_pending_approval.set(max(((now - p.since).total_seconds() for p in waiting), default=0))
+        m.oldest_pending_approval.set(max(((now - since).total_seconds() for since in waiting), default=0))
         m.passes.labels(report.result).inc()
         m.pass_duration.observe(report.duration_seconds)
         if report.saw_fleet:  # a pass that read nothing is not a finished pass: the stalled alert must fire
             m.last_pass.set(now.timestamp())
-        m.is_leader.set(1 if self.leader() else 0)
+        m.is_leader.set(1 if self.acting() else 0)
+        if self.ownership is not None:
+            m.shards_owned.set(len(self.ownership.owned()))
         self.log.info(
             "reconcile_pass",
             result=report.result,
             mode=mode,
+            scope="all" if whole else "batch",
             services=report.services,
             findings=len(report.findings),
             proposals=len(report.proposals),
@@ -690,14 +1009,95 @@ class Reconciler:
             duration_seconds=round(report.duration_seconds, 3),
         )
         for error in report.errors:
-            (self.log.error if error.configuration else self.log.warning)(
-                "observe_failed",
-                cluster=error.cluster,
-                service=error.service,
-                operation=error.operation,
-                error=error.message,
-                configuration=error.configuration,
+            error.log(self.log)
+
+    def _count_findings(self, assessment: Assessment, detected_at: datetime) -> None:
+        """Each finding counted and logged once while its evidence lasts; a stopped task that stopped
+        while the agent watched gives the detection latency (from its stop to this finding)."""
+        arn = assessment.view.arn
+        counted = self._counted_findings.get(arn, set())
+        tasks = {str(t.get("taskArn")): t for t in assessment.view.stopped_tasks}
+        live = set()
+        for finding in assessment.findings:
+            key = (finding.source, finding.cause.value)
+            live.add(key)
+            if key in counted:
+                continue
+            self.metrics.findings.labels(finding.cluster, finding.service or "", finding.cause.value).inc()
+            if not finding.failure:
+                continue
+            self.log.info(
+                "finding",
+                cluster=finding.cluster,
+                service=finding.service,
+                cause=finding.cause.value,
+                action=None,
+                mode=self.settings.mode.value,
+                outcome=None,
+                source=finding.source,
+                summary=finding.summary,
             )
+            task = tasks.get(finding.source) if finding.source_kind is SourceKind.TASK else None
+            stopped = stopped_at(task) if task is not None else None  # a stopping task's too
+            if stopped is not None and self._started_at is not None and stopped >= self._started_at:
+                self.metrics.detection_latency.observe(max(0.0, (detected_at - stopped).total_seconds()))
+        self._counted_findings[arn] = live  # bounded by the evidence still shown
+
+    def _count_proposals(self, decision: Decision) -> None:
+        arn = decision.assessment.view.arn
+        counted = self._counted_proposals.get(arn, set())
+        proposal = decision.proposal
+        if proposal is None:
+            self._counted_proposals.pop(arn, None)
+            return
+        key = (proposal.id, proposal.outcome.value)
+        repeats = proposal.outcome in (Outcome.APPLIED, Outcome.FAILED, Outcome.REVERTED)
+        if repeats or key not in counted:
+            self.metrics.remediations.labels(
+                proposal.cluster, proposal.service, proposal.policy, proposal.action, proposal.outcome.value
+            ).inc()
+            self.log.info(
+                "remediation",
+                cluster=proposal.cluster,
+                service=proposal.service,
+                cause=proposal.cause,
+                action=proposal.action,
+                policy=proposal.policy,
+                mode=self.settings.mode.value,
+                outcome=proposal.outcome.value,
+                proposal=proposal.id,
+                kind=proposal.kind.value,
+                step=proposal.step,
+                attempt=proposal.attempt,
+                summary=proposal.plan.summary,
+                decided_by=proposal.plan.decided_by,
+                reason=proposal.reason,
+            )
+        self._counted_proposals[arn] = {key}
+
+
+def canonical_arn(service_arn: str, cluster: str) -> str:
+    """The service's ARN in the long format (`service/<cluster>/<name>`), whichever format ECS gave: what
+    its shard is a hash of, the same from a listing, a description or an event."""
+    key = service_key(service_arn, cluster=cluster)
+    return key.arn if key is not None else service_arn
+
+
+_STAGES = frozenset({"assess", "decide", "act", "recover", "state"})  # a service's own errors (`_service_error`)
+
+
+def _unsettled(decision: Decision) -> bool:
+    """Whether a service is worth another look soon, whatever ECS's events say: it is not at steady
+    state, a change of the agent's is in flight or being verified, or a proposal waits for approval
+    (approving writes a tag, and ECS sends no event for that)."""
+    state = decision.state
+    return (
+        not decision.assessment.view.steady
+        or state.intent is not None
+        or state.verifying is not None
+        or state.pending is not None
+        or decision.assessment.failing
+    )
 
 
 def _verdict_report(view: ServiceView, judged: Judged | None) -> VerdictReport:

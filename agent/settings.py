@@ -132,6 +132,20 @@ class Settings(BaseSettings):
         description="How many agents run (the chart's replicaCount, the stack's DesiredCount): "
         "more than 1 in enforce mode needs `lease_table`.",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Split the services into this many shards by a hash of their ARN; each replica reconciles "
+        "the shards whose lease it holds (enforce mode, with `lease_table`). 1: one leader acts on all.",
+    )
+    resync_interval_seconds: Seconds = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="With an events queue: time between full resyncs, the safety net behind the events "
+        "(`10m`; at most 1d). Without one, every pass is a full resync, at the poll interval.",
+    )
 
     # --- scale: evidence, API budget, accounts and Regions
     evidence_table: str | None = Field(

@@ -5,6 +5,11 @@
   only when that worker calls `done` (the processing set), so the second pass sees the newer state.
 - `add_after` delays a key; `add_rate_limited` delays it by its own exponential backoff (base doubled
   per failure, capped), which `forget` resets after a success.
+- Priorities, as controller-runtime's priority queue has them: a key added with a higher priority is
+  handed out before those of lower ones (the resync adds its keys at `LOW`, so an event's key does not
+  wait behind a whole fleet); a key already waiting that is added again at a higher priority moves up.
+- `get_batch` hands out a key with other ready keys of the same group (the same cluster: one
+  DescribeServices reads up to 10), from the front of the queue.
 
 Pure Python, thread-safe, with an injectable clock: `get(timeout=0)` never blocks, so tests drive
 delays with a fake clock and never sleep. Keys are any hashable values (e.g. `agent.arns.ServiceKey`).
@@ -25,6 +30,9 @@ K = TypeVar("K", bound=Hashable)
 
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_CAP_SECONDS = 300.0
+NORMAL = 0
+LOW = -1  # the periodic resync: every key, behind anything an event or a retry queued
+BATCH_WINDOW = 256  # how far `get_batch` looks down the queue for keys of the same group
 
 
 @dataclass
@@ -68,8 +76,10 @@ class WorkQueue(Generic[K]):
         self._backoff: ExponentialBackoff[K] = backoff or ExponentialBackoff()
         self._clock = clock
         self._condition = threading.Condition(threading.Lock())
-        self._queue: deque[K] = deque()
-        self._dirty: set[K] = set()
+        # One FIFO per priority. An entry whose key is no longer waiting at that priority (handed out, or
+        # moved up) is stale and skipped when it reaches the front.
+        self._queues: dict[int, deque[K]] = {}
+        self._dirty: dict[K, int] = {}  # key -> the priority it waits at
         self._processing: set[K] = set()
         # Delayed keys: (ready_at, sequence, key); `_ready_at` holds each key's earliest time, and heap
         # entries that no longer match it are stale and skipped.
@@ -80,18 +90,22 @@ class WorkQueue(Generic[K]):
 
     # --- adding ------------------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
-        """Queue `key` now, unless it is already queued (or the queue is shutting down)."""
+    def add(self, key: K, *, priority: int = NORMAL) -> None:
+        """Queue `key` now, unless it is already queued at this priority or higher (or the queue is
+        shutting down)."""
         with self._condition:
-            self._add(key)
+            self._add(key, priority)
 
-    def _add(self, key: K) -> None:
-        if self._shutting_down or key in self._dirty:
+    def _add(self, key: K, priority: int = NORMAL) -> None:
+        if self._shutting_down:
             return
-        self._dirty.add(key)
+        queued = self._dirty.get(key)
+        if queued is not None and queued >= priority:
+            return
+        self._dirty[key] = priority
         if key in self._processing:
             return  # queued again by `done`
-        self._queue.append(key)
+        self._queues.setdefault(priority, deque()).append(key)
         self._condition.notify()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -131,22 +145,59 @@ class WorkQueue(Generic[K]):
     def get(self, timeout: float | None = None) -> K | None:
         """The next key to work on, now marked as processing; None after `timeout` seconds (0: do not
         wait; None: wait until a key is ready) or once the queue is shut down and empty."""
+        batch = self.get_batch(1, timeout=timeout)
+        return batch[0] if batch else None
+
+    def get_batch(
+        self, limit: int, *, group: Callable[[K], Hashable] | None = None, timeout: float | None = None
+    ) -> list[K]:
+        """The next key, with up to `limit - 1` more ready keys of its group at the same priority (from
+        the front of the queue), all marked as processing; [] as `get` returns None."""
         with self._condition:
             deadline = None if timeout is None else self._clock() + timeout
             while True:
                 now = self._clock()
                 self._promote(now)
-                if self._queue:
-                    key = self._queue.popleft()
-                    self._dirty.discard(key)
-                    self._processing.add(key)
-                    return key
+                found = self._take(limit, group)
+                if found:
+                    return found
                 if self._shutting_down:
-                    return None
+                    return []
                 wait = self._next_wait(now, deadline)
                 if wait is not None and wait <= 0:
-                    return None
+                    return []
                 self._condition.wait(wait)
+
+    def _take(self, limit: int, group: Callable[[K], Hashable] | None) -> list[K]:
+        for priority in sorted(self._queues, reverse=True):
+            queue = self._queues[priority]
+            while queue and not self._valid(queue[0], priority):
+                queue.popleft()
+            if not queue:
+                continue
+            first = queue.popleft()
+            taken = [first]
+            if limit > 1 and group is not None:
+                wanted = group(first)
+                kept: list[K] = []
+                for _ in range(min(len(queue), BATCH_WINDOW)):
+                    key = queue.popleft()
+                    if not self._valid(key, priority):
+                        continue
+                    if len(taken) < limit and key not in taken and group(key) == wanted:
+                        taken.append(key)
+                    else:
+                        kept.append(key)
+                queue.extendleft(reversed(kept))
+            for key in taken:
+                del self._dirty[key]
+                self._processing.add(key)
+            return taken
+        return []
+
+    def _valid(self, key: K, priority: int) -> bool:
+        """Whether a queue entry still stands for a key waiting at this priority."""
+        return self._dirty.get(key) == priority and key not in self._processing
 
     def _next_wait(self, now: float, deadline: float | None) -> float | None:
         """Seconds to block for: until the deadline or the next delayed key, whichever comes first."""
@@ -170,8 +221,9 @@ class WorkQueue(Generic[K]):
         """The worker finished `key`; if it was added meanwhile, it is queued again now."""
         with self._condition:
             self._processing.discard(key)
-            if key in self._dirty:
-                self._queue.append(key)
+            priority = self._dirty.get(key)
+            if priority is not None:
+                self._queues.setdefault(priority, deque()).append(key)
                 self._condition.notify()
 
     # --- state -----------------------------------------------------------------------------------------------
@@ -180,7 +232,7 @@ class WorkQueue(Generic[K]):
         """Keys ready to be handed out (the `ecs_medic_queue_depth` metric); delayed keys count once due."""
         with self._condition:
             self._promote(self._clock())
-            return len(self._queue)
+            return sum(1 for key in self._dirty if key not in self._processing)
 
     @property
     def waiting(self) -> int:

@@ -3,8 +3,9 @@
 - Dry-run is enforced here, twice: `call` refuses any operation that is not a read, and a botocore
   `before-call` hook on every client refuses it again, so no code path can slip a write through.
 - ECS throttles per account and Region with token buckets per category (service reads, task reads,
-  cluster reads), shared with every other caller; a client-side bucket per category keeps the agent
-  well below them.
+  cluster reads), shared with every other caller. With an API budget (`agent.aws.budget`, one scope per
+  account and Region) every ECS call waits for a token of the agent's share of its bucket; without one,
+  and for other APIs, a client-side bucket per category keeps the agent well below AWS's limits.
 - Throttling and 5xx are retried with jittered exponential backoff (tenacity); nothing else is:
   a 4xx is a fact about the request, and retrying it only hides it.
 """
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
     from agent.metrics import Metrics
 
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet")
-# Reads not named like one: a queue's messages, a signature's check, IAM's policy simulator.
-READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify", "SimulatePrincipalPolicy"})
+# Reads not named like one: a queue's messages, a table's query or scan, a signature's check,
+# IAM's policy simulator.
+READ_OPERATIONS = frozenset({"ReceiveMessage", "Verify", "Query", "Scan", "SimulatePrincipalPolicy"})
 # Errors that prove a request was not carried out, so sending it again cannot make a change twice.
 _NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
 # Errors after which the request may or may not have been carried out.
@@ -157,6 +159,14 @@ class AwsGateway:
         self._lock = threading.Lock()
         self.counts: dict[tuple[str, str, str], int] = {}
 
+    def apply_budget(self, budget: ScopedBudget | None) -> None:
+        """Consult this budget (the agent's share of ECS's buckets in this account and Region) from now on."""
+        self._budget = budget
+
+    @property
+    def budget(self) -> ScopedBudget | None:
+        return self._budget
+
     @property
     def region(self) -> str | None:
         region = self.session.region_name
@@ -219,7 +229,8 @@ class AwsGateway:
         def attempt() -> dict[str, Any]:
             if self._budget is not None:
                 self._budget.acquire(api, operation)
-            bucket.acquire()
+            if self._budget is None or api != "ecs":  # ECS's own buckets are the budget's to keep
+                bucket.acquire()
             if write and guard is not None:
                 guard()
             try:

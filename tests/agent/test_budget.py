@@ -257,3 +257,37 @@ def test_the_gateway_consults_its_budget(web: World):
     assert web.throttle.throttled == 0
     assert gateway.counts[("ecs", "DescribeServices", "ok")] == 300
     assert clock.now - 100.0 == pytest.approx((300 - 50) / 10)
+
+
+def test_with_a_budget_the_gateway_keeps_no_ecs_bucket_of_its_own(web: World):
+    """The budget is the one rule for ECS: a burst its share allows (50 service reads) goes through at
+    once, though the gateway's own bucket (burst 20) would have made the 21st wait; other APIs still
+    wait for the gateway's bucket."""
+    clock = FakeClock()
+    share = budget(clock)
+    env = web.environment
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=web.region,
+    )
+    waits: list[float] = []
+    gateway = AwsGateway(
+        dry_run=True,
+        metrics=Metrics(CollectorRegistry()),
+        session=session,
+        endpoint_url=web.endpoint_url,
+        sleep=waits.append,
+        clock=clock,
+        rate_per_second=10,
+        burst=20,
+        max_attempts=1,
+    )
+    gateway.apply_budget(share.scope(web.account_id, web.region))
+    for _ in range(40):
+        gateway.call("ecs", "DescribeServices", {"cluster": "prod", "services": ["web"]})
+    assert waits == [], "no wait but the budget's"
+    assert clock.slept == [], "inside the budget's burst"
+    for _ in range(21):
+        gateway.call("sts", "GetCallerIdentity", {})
+    assert len(waits) == 1, "the gateway's own bucket still paces other APIs"

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.arns import ServiceKey
 from agent.metrics import Metrics
-from agent.workqueue import ExponentialBackoff, WorkQueue
+from agent.workqueue import LOW, ExponentialBackoff, WorkQueue
 
 WEB = ServiceKey("123456789012", "us-east-1", "prod", "web")
 API = ServiceKey("123456789012", "us-east-1", "prod", "api")
@@ -218,3 +218,59 @@ def test_the_depth_metric_reads_the_queue(queue, clock):
     assert queue.get(timeout=0) == WEB
     clock.advance(30)
     assert metrics.registry.get_sample_value("ecs_medic_queue_depth") == 2
+
+
+# --- priorities and batches ---------------------------------------------------------------------------------
+
+
+def key(cluster: str, service: str) -> ServiceKey:
+    return ServiceKey("123456789012", "us-east-1", cluster, service)
+
+
+def test_a_higher_priority_goes_first_and_a_waiting_key_moves_up(queue):
+    resync = [key("prod", f"svc-{i}") for i in range(3)]
+    for k in resync:
+        queue.add(k, priority=LOW)
+    queue.add(WEB)
+    queue.add(resync[2])  # an event for a key the resync already queued
+    queue.add(resync[2], priority=LOW)  # queued again at low priority: it keeps the higher one
+    assert len(queue) == 4
+    order = [queue.get(timeout=0) for _ in range(4)]
+    assert order == [WEB, resync[2], resync[0], resync[1]]
+    assert queue.get(timeout=0) is None
+
+
+def test_a_key_added_at_a_higher_priority_while_held_comes_back_at_that_priority(queue):
+    queue.add(WEB, priority=LOW)
+    assert queue.get(timeout=0) == WEB
+    queue.add(API, priority=LOW)
+    queue.add(WEB)  # an event while the resync's reconcile of WEB runs
+    queue.done(WEB)
+    assert [queue.get(timeout=0), queue.get(timeout=0)] == [WEB, API]
+
+
+def test_a_batch_takes_ready_keys_of_one_group_from_the_front(queue):
+    for i in range(12):
+        queue.add(key("prod", f"svc-{i:02d}"), priority=LOW)
+    queue.add(key("staging", "api"), priority=LOW)
+    queue.add(key("prod", "web"))
+    cluster = lambda k: k.cluster  # noqa: E731
+    assert queue.get_batch(10, group=cluster, timeout=0) == [key("prod", "web")], "alone at its priority"
+    first = queue.get_batch(10, group=cluster, timeout=0)
+    assert first == [key("prod", f"svc-{i:02d}") for i in range(10)]
+    second = queue.get_batch(10, group=cluster, timeout=0)
+    assert second == [key("prod", "svc-10"), key("prod", "svc-11")]
+    assert queue.get_batch(10, group=cluster, timeout=0) == [key("staging", "api")]
+    assert queue.processing == 14
+    for k in [*first, *second]:
+        queue.done(k)
+    assert queue.get_batch(10, group=cluster, timeout=0) == []
+
+
+def test_a_batch_never_holds_a_key_twice(queue):
+    queue.add(WEB, priority=LOW)
+    queue.add(WEB)  # moved up: its low entry is stale
+    queue.add(API)
+    batch = queue.get_batch(10, group=lambda k: k.cluster, timeout=0)
+    assert batch == [WEB, API]
+    assert queue.get_batch(10, group=lambda k: k.cluster, timeout=0) == []

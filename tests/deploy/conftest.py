@@ -49,9 +49,15 @@ CONTRACT_METRICS = frozenset(
         "ecs_medic_enforcement_paused",
         "ecs_medic_last_pass_timestamp_seconds",
         "ecs_medic_is_leader",
+        "ecs_medic_shards_owned",
+        "ecs_medic_queue_depth",
+        "ecs_medic_aws_budget_remaining",
+        "ecs_medic_detection_latency_seconds",
+        "ecs_medic_target_up",
+        "ecs_medic_target_last_pass_timestamp_seconds",
     }
 )
-HISTOGRAMS = frozenset({"ecs_medic_reconcile_duration_seconds"})
+HISTOGRAMS = frozenset({"ecs_medic_reconcile_duration_seconds", "ecs_medic_detection_latency_seconds"})
 ALLOWED_SERIES = (
     CONTRACT_METRICS | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")} | {"up"}
 )

@@ -15,12 +15,14 @@ from tests.deploy.conftest import PERMISSIONS, TOOLS, run, tool
 # Pseudo parameters, parameters and attributes, to turn the template's policies into plain JSON.
 PASS_ROLES = ["arn:aws:iam::123456789012:role/shop-task", "arn:aws:iam::123456789012:role/shop-execution"]
 LOG_GROUPS = "/ecs/shop-*"
+MEMBER_ROLES = ["arn:aws:iam::222222222222:role/ecs-medic-member", "arn:aws:iam::333333333333:role/ecs-medic-member"]
 _REFS: dict[str, Any] = {
     "AWS::Partition": "aws",
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
     "PassRoleArns": PASS_ROLES,
     "ContainerLogGroups": LOG_GROUPS,
+    "MemberRoleArns": MEMBER_ROLES,
     "NotifySnsTopicArn": "arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
     "ApprovalKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "NotifyWebhookSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
@@ -28,6 +30,7 @@ _REFS: dict[str, Any] = {
 _ATTRS = {
     "EventsQueue.Arn": "arn:aws:sqs:eu-west-1:123456789012:ecs-medic-events",
     "LeaseTable.Arn": "arn:aws:dynamodb:eu-west-1:123456789012:table/ecs-medic-leases",
+    "EvidenceTable.Arn": "arn:aws:dynamodb:eu-west-1:123456789012:table/ecs-medic-evidence",
     "EcsEventsRule.Arn": "arn:aws:events:eu-west-1:123456789012:rule/ecs-medic-events",
 }
 _NO_VALUE = object()
@@ -143,6 +146,8 @@ def all_permissions(permissions: dict[str, Any]) -> set[str]:
     actions = set(permissions["reads"]) | set(permissions["state"])
     actions |= set(permissions["events_queue"]) | set(permissions["events_queue_enforce"])
     actions |= set(permissions["lease_table"])
+    actions |= set(permissions["evidence_table"]) | set(permissions["evidence_table_enforce"])
+    actions |= set(permissions["member_accounts"])
     actions |= set(permissions["notifications"])
     for needed in permissions["actions"].values():
         actions |= set(needed)

@@ -15,6 +15,7 @@ import pytest
 from tests.deploy.conftest import CFN_TEMPLATE, load_cfn, run, tool
 from tests.deploy.iam import (
     LOG_GROUPS,
+    MEMBER_ROLES,
     PASS_ROLES,
     access_levels,
     actions_of,
@@ -32,6 +33,11 @@ ALL_FEATURES = {
     "Mode": "enforce",
     "EnableEventsQueue": "true",
     "EnableLeaseTable": "true",
+    "EnableEvidenceTable": "true",
+    "MemberRoleArns": ",".join(MEMBER_ROLES),
+    "MemberExternalId": "ecs-medic-7f3a",
+    "Regions": "eu-west-1,us-east-1",
+    "Shards": "4",
     "EnableRaiseGracePeriod": "true",
     "EnableCircuitBreaker": "true",
     "EnableRollbackTaskDefinition": "true",
@@ -45,13 +51,18 @@ ALL_FEATURES = {
     "ApprovalKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 # Writes the agent may make in dry-run, each scoped to its one resource: publishing a notification to
-# the configured topic; and kms:Verify on the approval key, which IAM files under Write although it
-# only checks a signature and changes nothing. Otherwise a dry-run agent proposes, and remembers in memory.
-DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish", "kms:Verify"})
+# the configured topic; assuming the member accounts' roles to read them (IAM counts AssumeRole as a
+# write; it changes nothing, and in dry-run the member roles grant no write either); and kms:Verify on
+# the approval key, which IAM files under Write although it only checks a signature and changes nothing.
+# Otherwise a dry-run agent proposes, and remembers in memory.
+DRY_RUN_WRITES: frozenset[str] = frozenset({"sns:Publish", "sts:AssumeRole", "kms:Verify"})
 # The longest prefix first: EventsQueueDelete* is not EventsQueue*.
 SID_PREFIXES = {
     "EventsQueueDelete": "events_queue_enforce",
     "EventsQueue": "events_queue",
+    "EvidenceTableWrite": "evidence_table_enforce",
+    "EvidenceTable": "evidence_table",
+    "MemberAccounts": "member_accounts",
     "Read": "reads",
     "State": "state",
     "LeaseTable": "lease_table",
@@ -177,12 +188,19 @@ def test_mutating_permissions_only_in_enforce_mode():
     observe = resolve(_policy_documents(template)["ecs-medic-observe"])
     always = {action for statement in observe["Statement"] for action in actions_of(statement)}
     permissions = load_permissions()
-    assert always == {*permissions["reads"], *permissions["events_queue"], *permissions["notifications"]}
+    assert always == {
+        *permissions["reads"],
+        *permissions["events_queue"],
+        *permissions["evidence_table"],
+        *permissions["member_accounts"],
+        *permissions["notifications"],
+    }
     enforce = resolve(_policy_documents(template)["ecs-medic-enforce"])
     assert {action for statement in enforce["Statement"] for action in actions_of(statement)} == {
         *permissions["state"],
         *permissions["events_queue_enforce"],
         *permissions["lease_table"],
+        *permissions["evidence_table_enforce"],
     }
 
 
@@ -271,8 +289,19 @@ def test_container_follows_the_contract():
         "ECS_MEDIC_NOTIFY_WEBHOOK_SECRET_ARN",
         "ECS_MEDIC_NOTIFY_WEBHOOK_FORMAT",
         "ECS_MEDIC_REPLICAS",
+        "ECS_MEDIC_SHARDS",
+        "ECS_MEDIC_API_BUDGET_FRACTION",
+        "ECS_MEDIC_RESYNC_INTERVAL_SECONDS",
+        "ECS_MEDIC_EVIDENCE_TABLE",
+        "ECS_MEDIC_EVIDENCE_RETENTION_SECONDS",
+        "ECS_MEDIC_ASSUME_ROLE_ARNS",
+        "ECS_MEDIC_ASSUME_ROLE_EXTERNAL_ID",
+        "ECS_MEDIC_REGIONS",
     }
     assert {"Name": "ECS_MEDIC_REPLICAS", "Value": {"Ref": "DesiredCount"}} in container["Environment"]
+    from agent.settings import Settings  # noqa: PLC0415 - every variable the stack sets is a setting
+
+    assert {n for n in names if n.startswith("ECS_MEDIC_")} <= set(Settings.variables())
     assert template["Parameters"]["Mode"]["Default"] == "dry-run"
 
 
@@ -291,3 +320,19 @@ def test_events_rule_matches_the_ecs_events():
     pattern = load_cfn()["Resources"]["EcsEventsRule"]["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.ecs"]
     assert set(pattern["detail-type"]) == {"ECS Task State Change", "ECS Service Action", "ECS Deployment State Change"}
+
+
+def test_member_roles_are_assumed_and_only_they():
+    granted = _granted(ALL_FEATURES)
+    assert "sts:AssumeRole" in granted
+    assert "sts:AssumeRole" not in _granted({**ALL_FEATURES, "MemberRoleArns": ""})
+    [assume] = [s for s in _task_role_statements(load_cfn()) if "sts:AssumeRole" in actions_of(s)]
+    assert assume["Resource"] == MEMBER_ROLES
+
+
+def test_the_evidence_table_keeps_evidence_with_a_ttl_and_is_written_only_in_enforce_mode():
+    table = load_cfn()["Resources"]["EvidenceTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["service", "task"]
+    assert "dynamodb:PutItem" not in _granted({**ALL_FEATURES, "Mode": "dry-run", "EnableLeaseTable": "false"})
+    assert {"dynamodb:Query", "dynamodb:PutItem"} <= _granted(ALL_FEATURES)

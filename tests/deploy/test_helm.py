@@ -26,6 +26,11 @@ FULL = [
     "--set", "eventsQueueUrl=https://sqs.eu-west-1.amazonaws.com/123456789012/ecs-medic-events",
     "--set", "leaseTable=ecs-medic-leases",
     "--set", "replicaCount=2",
+    "--set", "shards=6",
+    "--set", "evidenceTable=ecs-medic-evidence",
+    "--set", "assumeRoleArns={arn:aws:iam::222222222222:role/ecs-medic-member}",
+    "--set", "assumeRoleExternalId=ecs-medic-7f3a",
+    "--set", "regions={eu-west-1,us-east-1}",
     "--set", f"image.digest=sha256:{'a' * 64}",
     "--set", "notify.snsTopicArn=arn:aws:sns:eu-west-1:123456789012:ecs-medic-notifications",
     "--set", "notify.webhookSecretArn=arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecs-medic/webhook-AbCdEf",
@@ -225,12 +230,26 @@ def test_defaults_are_dry_run_single_replica_without_optional_objects(helm):
     ("values", "message"),
     [
         (["--set", "replicaCount=2"], "replicaCount > 1 needs leaseTable"),
+        (["--set", "shards=4"], "shards > 1 needs leaseTable"),
+        (["--set", "assumeRoleArns={arn:aws:iam::222222222222:role/m}"], "needs assumeRoleExternalId"),
+        (["--set", "regions={Europe}"], "regions"),
+        (["--set", "apiBudgetFraction=2"], "apiBudgetFraction"),
         (["--set", "mode=enforcing"], "mode"),
         (["--set", "pollIntervalSeconds=fast"], "pollIntervalSeconds"),
         (["--set", "unknownSetting=1"], "unknownSetting"),
         (["--set", "terminationGracePeriodSeconds=15"], "terminationGracePeriodSeconds"),
     ],
-    ids=["replicas-without-lease", "bad-mode", "bad-interval", "typo", "grace-shorter-than-an-action"],
+    ids=[
+        "replicas-without-lease",
+        "shards-without-lease",
+        "roles-without-external-id",
+        "bad-region",
+        "budget-above-all",
+        "bad-mode",
+        "bad-interval",
+        "typo",
+        "grace-shorter-than-an-action",
+    ],
 )
 def test_bad_values_are_refused(helm, values, message):
     result = helm("template", "ecs-medic", "{chart}", *values, check=False)
@@ -301,3 +320,29 @@ def test_helm_refuses_bad_notify_values(helm, values, message):
     result = helm("template", "ecs-medic", "{chart}", *values, check=False)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+# --- scale-out -------------------------------------------------------------------------------------------------
+
+
+def test_scale_out_values_reach_the_agent(helm):
+    env = _env(render(helm))
+    assert (env["ECS_MEDIC_SHARDS"], env["ECS_MEDIC_API_BUDGET_FRACTION"]) == ("1", "0.5")
+    for unset in ("ECS_MEDIC_RESYNC_INTERVAL_SECONDS", "ECS_MEDIC_EVIDENCE_TABLE", "ECS_MEDIC_ASSUME_ROLE_ARNS"):
+        assert unset not in env
+    scaled = ("--set", "replicaCount=3", "--set", "resyncIntervalSeconds=300", "--set", "apiBudgetFraction=0.3")
+    docs = render(helm, *FULL, *scaled)
+    env = _env(docs)
+    assert by_kind(docs, "Deployment")["spec"]["replicas"] == 3
+    assert env["ECS_MEDIC_REPLICAS"] == "3"
+    assert env["ECS_MEDIC_SHARDS"] == "6"
+    assert env["ECS_MEDIC_RESYNC_INTERVAL_SECONDS"] == "300"
+    assert env["ECS_MEDIC_API_BUDGET_FRACTION"] == "0.3"
+    assert env["ECS_MEDIC_EVIDENCE_TABLE"] == "ecs-medic-evidence"
+    assert env["ECS_MEDIC_EVIDENCE_RETENTION_SECONDS"] == "86400"
+    assert env["ECS_MEDIC_ASSUME_ROLE_ARNS"] == "arn:aws:iam::222222222222:role/ecs-medic-member"
+    assert env["ECS_MEDIC_ASSUME_ROLE_EXTERNAL_ID"] == "ecs-medic-7f3a"
+    assert env["ECS_MEDIC_REGIONS"] == "eu-west-1,us-east-1"
+    from agent.settings import Settings  # noqa: PLC0415 - every variable the chart sets is a setting
+
+    assert {name for name in env if name.startswith("ECS_MEDIC_")} <= set(Settings.variables())

@@ -33,6 +33,9 @@ def test_permissions_json_has_every_category_and_action():
         "events_queue",
         "events_queue_enforce",
         "lease_table",
+        "evidence_table",
+        "evidence_table_enforce",
+        "member_accounts",
         "notifications",
     }
     assert set(permissions["actions"]) == DESIGN_ACTIONS

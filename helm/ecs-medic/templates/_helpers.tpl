@@ -72,6 +72,12 @@ then policies.files from the values, which add files or replace bundled ones of 
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaseTable) }}
 {{- fail "replicaCount > 1 needs leaseTable: without leader election every replica would act" }}
 {{- end }}
+{{- if and (gt (int .Values.shards) 1) (not .Values.leaseTable) }}
+{{- fail "shards > 1 needs leaseTable: replicas own shards through leases in that table" }}
+{{- end }}
+{{- if and .Values.assumeRoleArns (not .Values.assumeRoleExternalId) }}
+{{- fail "assumeRoleArns needs assumeRoleExternalId: the member roles accept the agent only with it" }}
+{{- end }}
 {{- if and .Values.notify.webhookSecretArn .Values.notify.webhookUrlSecret.name }}
 {{- fail "notify: set webhookSecretArn or webhookUrlSecret.name, not both" }}
 {{- end }}

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from agent.decide import Proposal
-    from agent.reconciler import PassReport, Reconciler
+    from agent.reconciler import Reconciler
     from agent.settings import Settings
+    from agent.telemetry import PassReport
 
 EXIT_OK = 0
 EXIT_ACTION_FAILED = 1

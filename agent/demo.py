@@ -22,10 +22,11 @@ from agent.metrics import Metrics
 from agent.model import Risk
 from agent.notify import Notification, Notifier
 from agent.policy.watch import PolicySource
-from agent.reconciler import PassReport, Reconciler
+from agent.reconciler import Reconciler
 from agent.report import plural, printable
 from agent.settings import LogFormat, Mode, Settings
 from agent.sim import SCENARIOS, Scenario, World
+from agent.telemetry import PassReport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

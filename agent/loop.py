@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from agent.http import Health
     from agent.metrics import Metrics
     from agent.policy.watch import PolicySource
-    from agent.reconciler import PassReport, Reconciler
+    from agent.reconciler import Reconciler
+    from agent.telemetry import PassReport
 
 MAX_POLL_SECONDS = 5  # a long poll of the events queue: SIGTERM is honoured within seconds
 SQS_BATCH = 10  # ReceiveMessage, DeleteMessageBatch and ChangeMessageVisibilityBatch take at most 10

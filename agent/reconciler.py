@@ -34,12 +34,12 @@ from agent import announce, approvals
 from agent.act import ChangeFailedError, Executor, Progress, for_intent, record
 from agent.actions import REGISTRY
 from agent.arns import family_revision, region_of, service_key
+from agent.census import Census
 from agent.decide import (
     Assessment,
     Budget,
     Decision,
     Fleet,
-    Judged,
     Kind,
     Limits,
     Outcome,
@@ -51,14 +51,14 @@ from agent.decide import (
 from agent.diagnose import diagnose_service
 from agent.diagnose.risks import risks_of
 from agent.errors import LeaseLostError
-from agent.evidence import stopped_at
 from agent.journal import Journal
-from agent.model import Finding, ServiceView, SourceKind, Subject
+from agent.model import ServiceView, Subject
 from agent.notify.dispatch import MemoryLedger
 from agent.observe import Listing, ObserveError, Observer, Snapshot
 from agent.settings import Mode, Settings
 from agent.state import EMPTY, MAX_CHANGE_SECONDS, Intent, Problem, ServiceState
 from agent.store import Memory, StateNotSavedError, Stored, TagStore
+from agent.telemetry import PassReport, Reporter, VerdictReport, verdict_report
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -70,80 +70,6 @@ if TYPE_CHECKING:
     from agent.notify.events import Notification
     from agent.policy.loader import PolicySet
     from agent.state import Change
-
-
-@dataclass(frozen=True, slots=True)
-class VerdictReport:
-    """A verdict reached this pass on a change the agent made earlier."""
-
-    cluster: str
-    service: str
-    policy: str
-    action: str
-    outcome: Outcome
-    reason: str
-    evidence: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "service": self.service,
-            "policy": self.policy,
-            "action": self.action,
-            "outcome": self.outcome.value,
-            "reason": self.reason,
-            "evidence": list(self.evidence),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PassReport:
-    """What one pass saw and did."""
-
-    finished_at: datetime
-    duration_seconds: float
-    services: int
-    findings: tuple[Finding, ...]
-    proposals: tuple[Proposal, ...]
-    errors: tuple[ObserveError, ...]
-    verdicts: tuple[VerdictReport, ...]
-    paused_clusters: Mapping[str, str]
-    aws_calls: int
-    escalations: tuple[tuple[str, str, str, str], ...] = ()  # (cluster, service, policy, what)
-    unread: Mapping[str, int] = field(default_factory=dict)
-    state_errors: tuple[tuple[str, str, str], ...] = ()  # (cluster, service, error): the state was not saved
-    # For the work queue: the services decided without an error (their keys are done), those that are gone,
-    # and those worth another look soon (not steady, a change in flight or being verified, an approval).
-    reconciled: tuple[tuple[str, str], ...] = ()  # (cluster, service)
-    gone: tuple[tuple[str, str], ...] = ()
-    unsettled: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def verifications(self) -> tuple[tuple[str, str, str, Outcome], ...]:
-        """(cluster, service, action, verified/not_effective) for each verdict."""
-        return tuple((v.cluster, v.service, v.action, v.outcome) for v in self.verdicts)
-
-    @property
-    def result(self) -> str:
-        """`ok`: every read succeeded; `partial`: some failed; `error`: the pass saw no service and
-        something failed (an endpoint that does not answer, credentials that may not list clusters)."""
-        if self.errors and not self.services:
-            return "error"
-        return "partial" if self.errors or self.unread else "ok"
-
-    @property
-    def saw_fleet(self) -> bool:
-        """Whether this pass counts as a finished pass: it read the fleet, all of it or part of it."""
-        return self.result != "error"
-
-    @property
-    def configuration_errors(self) -> tuple[ObserveError, ...]:
-        return tuple(e for e in self.errors if e.configuration)
-
-    @property
-    def failed_actions(self) -> int:
-        """Actions that failed, and changes made whose record could not be saved."""
-        return sum(1 for p in self.proposals if p.outcome is Outcome.FAILED) + len(self.state_errors)
 
 
 def essential_flags(view: ServiceView) -> dict[str, dict[str, bool]]:
@@ -214,69 +140,6 @@ class Tenure:
     holder: str
 
 
-@dataclass
-class Census:
-    """The latest word on each service this replica reconciled, by cluster: failing or not, waiting for
-    approval since when, and what could not be read. A batch's storm guard counts the rest of the
-    cluster from it; the gauges show it."""
-
-    failing: dict[str, dict[str, bool]] = field(default_factory=dict)  # cluster -> service ARN -> failing
-    waiting: dict[str, datetime] = field(default_factory=dict)  # service ARN -> waiting for approval since
-    unread: dict[str, set[str]] = field(default_factory=dict)  # cluster -> services whose read failed
-    unlisted: dict[str, int] = field(default_factory=dict)  # cluster -> services a failed listing hid
-    # One real assessment per cluster and state (failing or not), standing in for the services a batch
-    # did not read: the storm guard reads only their cluster and whether they fail.
-    exemplars: dict[tuple[str, bool], Assessment] = field(default_factory=dict)
-
-    def clusters(self) -> set[str]:
-        return set(self.failing) | {c for c, names in self.unread.items() if names} | set(self.unlisted)
-
-    def note(self, assessment: Assessment) -> None:
-        view = assessment.view
-        failing = assessment.failing
-        self.failing.setdefault(view.cluster, {})[view.arn] = failing
-        self.exemplars[(view.cluster, failing)] = assessment
-        self.unread.get(view.cluster, set()).discard(view.name)
-
-    def note_waiting(self, arn: str, since: datetime | None) -> None:
-        if since is None:
-            self.waiting.pop(arn, None)
-        else:
-            self.waiting[arn] = since
-
-    def forget(self, cluster: str, arn: str, name: str) -> None:
-        self.failing.get(cluster, {}).pop(arn, None)
-        self.unread.get(cluster, set()).discard(name)
-        self.waiting.pop(arn, None)
-
-    def keep_only(self, cluster: str, arns: set[str]) -> None:
-        """A listing of `cluster` says these are its services: forget the others."""
-        known = self.failing.get(cluster, {})
-        for arn in [a for a in known if a not in arns]:
-            del known[arn]
-            self.waiting.pop(arn, None)
-
-    def drop_cluster(self, cluster: str) -> None:
-        for arn in self.failing.pop(cluster, {}):
-            self.waiting.pop(arn, None)
-        self.unread.pop(cluster, None)
-        self.unlisted.pop(cluster, None)
-        self.exemplars.pop((cluster, True), None)
-        self.exemplars.pop((cluster, False), None)
-
-    def unread_in(self, cluster: str) -> int:
-        return len(self.unread.get(cluster, ())) + self.unlisted.get(cluster, 0)
-
-    def others(self, cluster: str, read: set[str]) -> list[Assessment]:
-        """Stand-ins for the services of `cluster` this batch did not read."""
-        stand_ins = []
-        for arn, failing in self.failing.get(cluster, {}).items():
-            exemplar = self.exemplars.get((cluster, failing))
-            if arn not in read and exemplar is not None:
-                stand_ins.append(exemplar)
-        return stand_ins
-
-
 _RECORDED_TASKS = 50_000  # task versions already put in the evidence store (a bound, oldest forgotten)
 
 
@@ -308,18 +171,15 @@ class Reconciler:
     _paused_before: set[str] = field(default_factory=set)
     _announced: dict[str, set[str]] = field(default_factory=dict)  # arn -> keys submitted, not yet recorded
     _last: dict[str, tuple[ServiceView, ServiceState]] = field(default_factory=dict)
-    _counted_findings: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # service ARN -> counted
-    _counted_proposals: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     _proposals: dict[str, Proposal] = field(default_factory=dict)  # service ARN -> its latest proposal
-    _reported_problems: set[tuple[str, str]] = field(default_factory=set)
     _approvals_checked: dict[tuple[str, str], bool] = field(default_factory=dict)
     _seeded: set[str] = field(default_factory=set)  # services whose recorded changes the journal holds
     _recorded: OrderedDict[tuple[str, int], None] = field(default_factory=OrderedDict)
-    _started_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self._observer = self.observer or Observer(self.aws, clusters=self.settings.clusters)
         self.store = TagStore(self.aws)
+        self.reporter = Reporter(self.metrics, self.log, self.settings.mode.value)
 
     @property
     def limits(self) -> Limits:
@@ -401,8 +261,7 @@ class Reconciler:
             arn = next((a for a in self.census.failing.get(cluster, {}) if a.rsplit("/", 1)[-1] == name), "")
             self.census.forget(cluster, arn, name)
             self._proposals.pop(arn, None)
-            self._counted_findings.pop(arn, None)
-            self._counted_proposals.pop(arn, None)
+            self.reporter.forget(arn)
         return self._reconcile(snapshot, now, stop, started=started, calls_before=calls_before, whole=False)
 
     def list_services(self, now: datetime) -> Listing:
@@ -444,8 +303,7 @@ class Reconciler:
         return key is not None and key.cluster in listing.services
 
     def _begin(self, now: datetime) -> None:
-        if self._started_at is None:
-            self._started_at = now
+        self.reporter.begin(now)
         observer = self._observer
         if self.evidence is not None:
             observer.evidence = self.evidence
@@ -506,7 +364,7 @@ class Reconciler:
             findings=tuple(f for a in assessments for f in a.findings),
             proposals=tuple(d.proposal for d in decisions if d.proposal is not None),
             errors=tuple(errors),
-            verdicts=tuple(_verdict_report(d.assessment.view, d.judged) for d in decisions if d.judged is not None),
+            verdicts=tuple(verdict_report(d.assessment.view, d.judged) for d in decisions if d.judged is not None),
             paused_clusters={
                 **paused,
                 **{a.view.cluster: a.view.cluster_paused for a in assessments if a.view.cluster_paused},
@@ -536,7 +394,20 @@ class Reconciler:
             for notification in announce.of_clusters(report.paused_clusters, before, now):
                 self._submit(notification)
             self._paused_before = set(report.paused_clusters) | (set() if whole else self._paused_before - clusters)
-        self._report(report, decisions, assessments, now, whole=whole, detected=detected)
+        for decision in decisions:
+            pending = decision.state.pending
+            self.census.note_waiting(decision.assessment.view.arn, pending.since if pending is not None else None)
+        self.reporter.pass_done(
+            report,
+            decisions,
+            assessments,
+            now,
+            whole=whole,
+            detected=detected,
+            census=self.census,
+            acting=self.acting(),
+            shards_owned=len(self.ownership.owned()) if self.ownership is not None else None,
+        )
         return report
 
     def _recover_if_writing(self, assessment: Assessment, limits: Limits, now: datetime) -> Assessment:
@@ -660,7 +531,7 @@ class Reconciler:
                 state = self.journal.backstop(view.arn, self.memory.state(view.arn, stored))
                 approval = self._approval(view, now) if managed else None
                 assessments.append(assess(view, state, region_of(view.arn) or region, approval, stored.problems))
-                self._report_problems(view, stored.problems)
+                self.reporter.problems(view, stored.problems)
             except Exception as error:  # noqa: BLE001 - one service's error never costs the others their pass
                 self._service_error(view, "assess", error, errors)
         return assessments
@@ -685,7 +556,7 @@ class Reconciler:
         signed, problem = approvals.decode(view.tags)
         if signed is None:
             if problem:
-                self._report_problems(view, (Problem(approvals.APPROVAL_TAG, problem),))
+                self.reporter.problems(view, (Problem(approvals.APPROVAL_TAG, problem),))
             return None
         key_id = self.settings.approval_key_id
         refused = approvals.refusal(
@@ -697,7 +568,7 @@ class Reconciler:
         if not refused and not key_id:
             refused = "no approval key is configured (ECS_MEDIC_APPROVAL_KEY_ID): approvals cannot be verified"
         if refused:
-            self._report_problems(view, (Problem(approvals.APPROVAL_TAG, refused),))
+            self.reporter.problems(view, (Problem(approvals.APPROVAL_TAG, refused),))
             return None
         cache_key = (view.arn, view.tags.get(approvals.APPROVAL_TAG, ""))
         if cache_key not in self._approvals_checked:
@@ -705,7 +576,7 @@ class Reconciler:
                 self._approvals_checked.clear()  # a bound, not a policy: they are checked again
             self._approvals_checked[cache_key] = approvals.verify(self.aws, str(key_id), view.arn, signed)
         if not self._approvals_checked[cache_key]:
-            self._report_problems(view, (Problem(approvals.APPROVAL_TAG, "the signature does not verify"),))
+            self.reporter.problems(view, (Problem(approvals.APPROVAL_TAG, "the signature does not verify"),))
             return None
         return signed.approval
 
@@ -927,154 +798,6 @@ class Reconciler:
         )
         errors.append(ObserveError(view.cluster, view.name, stage, f"{type(error).__name__}: {error}"))
 
-    def _report_problems(self, view: ServiceView, problems: Sequence[Problem]) -> None:
-        for problem in problems:
-            key = (view.arn, str(problem))
-            if key not in self._reported_problems:
-                self._reported_problems.add(key)
-                self.log.warning(
-                    "state_ignored", cluster=view.cluster, service=view.name, tag=problem.where, why=problem.why
-                )
-
-    def _report(
-        self,
-        report: PassReport,
-        decisions: list[Decision],
-        assessments: list[Assessment],
-        now: datetime,
-        *,
-        whole: bool,
-        detected: Mapping[str, datetime],
-    ) -> None:
-        m, mode = self.metrics, self.settings.mode.value
-        for assessment in assessments:
-            self._count_findings(assessment, detected.get(assessment.view.arn, now))
-        for decision in decisions:
-            self._count_proposals(decision)
-        if whole:  # services the full pass did not see are gone: so are their counts
-            seen = {a.view.arn for a in assessments}
-            for counted in (self._counted_findings, self._counted_proposals):
-                for arn in [a for a in counted if a not in seen]:
-                    del counted[arn]
-        for verdict in report.verdicts:
-            m.remediations.labels(
-                verdict.cluster, verdict.service, verdict.policy, verdict.action, verdict.outcome.value
-            ).inc()
-            self.log.info(
-                "remediation_judged",
-                cluster=verdict.cluster,
-                service=verdict.service,
-                cause=None,
-                action=verdict.action,
-                mode=mode,
-                outcome=verdict.outcome.value,
-                policy=verdict.policy,
-                reason=verdict.reason,
-                evidence=list(verdict.evidence),
-            )
-        for cluster, service, policy, step in report.escalations:
-            m.remediations.labels(cluster, service, policy, step.rsplit(" ", 1)[-1], Outcome.ESCALATED.value).inc()
-            self.log.warning(
-                "remediation_escalated", cluster=cluster, service=service, policy=policy, outcome="escalated", step=step
-            )
-        for decision in decisions:
-            pending = decision.state.pending
-            self.census.note_waiting(decision.assessment.view.arn, pending.since if pending is not None else None)
-        touched = {a.view.cluster for a in assessments} | set(report.paused_clusters) | set(report.unread)
-        for cluster in sorted(touched | (self.census.clusters() if whole else set())):
-            known = self.census.failing.get(cluster, {})
-            m.services_observed.labels(cluster).set(len(known))
-            m.unhealthy_services.labels(cluster).set(sum(known.values()))
-            m.enforcement_paused.labels(cluster).set(1 if cluster in report.paused_clusters else 0)
-        waiting = self.census.waiting.values()
-        m.pending_approvals.set(len(waiting))
-        m.oldest_pending_approval.set(max(((now - since).total_seconds() for since in waiting), default=0))
-        m.passes.labels(report.result).inc()
-        m.pass_duration.observe(report.duration_seconds)
-        if report.saw_fleet:  # a pass that read nothing is not a finished pass: the stalled alert must fire
-            m.last_pass.set(now.timestamp())
-        m.is_leader.set(1 if self.acting() else 0)
-        if self.ownership is not None:
-            m.shards_owned.set(len(self.ownership.owned()))
-        self.log.info(
-            "reconcile_pass",
-            result=report.result,
-            mode=mode,
-            scope="all" if whole else "batch",
-            services=report.services,
-            findings=len(report.findings),
-            proposals=len(report.proposals),
-            errors=len(report.errors),
-            aws_calls=report.aws_calls,
-            duration_seconds=round(report.duration_seconds, 3),
-        )
-        for error in report.errors:
-            error.log(self.log)
-
-    def _count_findings(self, assessment: Assessment, detected_at: datetime) -> None:
-        """Each finding counted and logged once while its evidence lasts; a stopped task that stopped
-        while the agent watched gives the detection latency (from its stop to this finding)."""
-        arn = assessment.view.arn
-        counted = self._counted_findings.get(arn, set())
-        tasks = {str(t.get("taskArn")): t for t in assessment.view.stopped_tasks}
-        live = set()
-        for finding in assessment.findings:
-            key = (finding.source, finding.cause.value)
-            live.add(key)
-            if key in counted:
-                continue
-            self.metrics.findings.labels(finding.cluster, finding.service or "", finding.cause.value).inc()
-            if not finding.failure:
-                continue
-            self.log.info(
-                "finding",
-                cluster=finding.cluster,
-                service=finding.service,
-                cause=finding.cause.value,
-                action=None,
-                mode=self.settings.mode.value,
-                outcome=None,
-                source=finding.source,
-                summary=finding.summary,
-            )
-            task = tasks.get(finding.source) if finding.source_kind is SourceKind.TASK else None
-            stopped = stopped_at(task) if task is not None else None  # a stopping task's too
-            if stopped is not None and self._started_at is not None and stopped >= self._started_at:
-                self.metrics.detection_latency.observe(max(0.0, (detected_at - stopped).total_seconds()))
-        self._counted_findings[arn] = live  # bounded by the evidence still shown
-
-    def _count_proposals(self, decision: Decision) -> None:
-        arn = decision.assessment.view.arn
-        counted = self._counted_proposals.get(arn, set())
-        proposal = decision.proposal
-        if proposal is None:
-            self._counted_proposals.pop(arn, None)
-            return
-        key = (proposal.id, proposal.outcome.value)
-        repeats = proposal.outcome in (Outcome.APPLIED, Outcome.FAILED, Outcome.REVERTED)
-        if repeats or key not in counted:
-            self.metrics.remediations.labels(
-                proposal.cluster, proposal.service, proposal.policy, proposal.action, proposal.outcome.value
-            ).inc()
-            self.log.info(
-                "remediation",
-                cluster=proposal.cluster,
-                service=proposal.service,
-                cause=proposal.cause,
-                action=proposal.action,
-                policy=proposal.policy,
-                mode=self.settings.mode.value,
-                outcome=proposal.outcome.value,
-                proposal=proposal.id,
-                kind=proposal.kind.value,
-                step=proposal.step,
-                attempt=proposal.attempt,
-                summary=proposal.plan.summary,
-                decided_by=proposal.plan.decided_by,
-                reason=proposal.reason,
-            )
-        self._counted_proposals[arn] = {key}
-
 
 def canonical_arn(service_arn: str, cluster: str) -> str:
     """The service's ARN in the long format (`service/<cluster>/<name>`), whichever format ECS gave: what
@@ -1097,20 +820,6 @@ def _unsettled(decision: Decision) -> bool:
         or state.verifying is not None
         or state.pending is not None
         or decision.assessment.failing
-    )
-
-
-def _verdict_report(view: ServiceView, judged: Judged | None) -> VerdictReport:
-    assert judged is not None  # noqa: S101 - filtered by the caller
-    change = judged.verification.change
-    return VerdictReport(
-        view.cluster,
-        view.name,
-        change.policy,
-        change.action,
-        judged.outcome,
-        judged.verdict.reason,
-        judged.verdict.evidence,
     )
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from matplotlib.axes import Axes
 
-    from agent.reconciler import PassReport
+    from agent.telemetry import PassReport
 
 Key = tuple[str, str, str]  # (group, cluster, service): the demo groups rows by scenario
 # What each kind of event looks like: marker, colour, label.

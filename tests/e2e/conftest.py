@@ -17,9 +17,10 @@ from agent.decide import Outcome, Proposal
 from agent.demo import agent_for, approve, approver_gateway, manage
 from agent.metrics import Metrics
 from agent.model import Risk
-from agent.reconciler import PassReport, Reconciler
+from agent.reconciler import Reconciler
 from agent.settings import LogFormat, Mode, Settings
 from agent.sim import Scenario, World
+from agent.telemetry import PassReport
 
 START = datetime(2026, 4, 19, 2, 0, tzinfo=UTC)
 PREVENTION = {risk.value for risk in Risk}

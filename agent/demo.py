@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -76,6 +76,22 @@ def agent_for(
     except Exception:  # noqa: BLE001 - a world that is not answering: approvals are still checked by signature
         reconciler.identity = None
     return reconciler
+
+
+def shorten_cooldowns(reconciler: Reconciler, seconds: float) -> None:
+    """Every policy's cooldown set to `seconds`, so that an episode moves on as soon as a verdict allows:
+    how fast a ladder can climb when no cooldown holds it."""
+    bundled = reconciler.policies()
+    short = replace(
+        bundled,
+        policies=tuple(
+            replace(
+                p, policy=p.policy.model_copy(update={"spec": p.policy.spec.model_copy(update={"cooldown": seconds})})
+            )
+            for p in bundled.policies
+        ),
+    )
+    reconciler.policies = lambda: short
 
 
 def manage(world: World, scenarios: Sequence[Scenario]) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from agent import logs
 from agent.decide import Kind, Outcome
-from agent.demo import agent_for, approve, approver_gateway, manage
+from agent.demo import agent_for, approve, approver_gateway, manage, shorten_cooldowns
 from agent.diagnose import diagnose_service
 from agent.metrics import Metrics
 from agent.settings import LogFormat, Mode, Settings
@@ -97,20 +97,7 @@ def with_agent(scenario: Scenario) -> Result:
         scenario.build(world)
         manage(world, [scenario])
         reconciler = agent_for(world, Settings(mode=Mode.ENFORCE), metrics=Metrics(CollectorRegistry()))
-        bundled = reconciler.policies()
-        short = replace(
-            bundled,
-            policies=tuple(
-                replace(
-                    p,
-                    policy=p.policy.model_copy(
-                        update={"spec": p.policy.spec.model_copy(update={"cooldown": COOLDOWN})}
-                    ),
-                )
-                for p in bundled.policies
-            ),
-        )
-        reconciler.policies = lambda: short
+        shorten_cooldowns(reconciler, COOLDOWN)
         approver = approver_gateway(world)
         changes: list[str] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agent import logs
 from agent.decide import Outcome, Proposal
-from agent.demo import agent_for, approve, approver_gateway, manage
+from agent.demo import agent_for, approve, approver_gateway, manage, shorten_cooldowns
 from agent.metrics import Metrics
 from agent.model import Risk
 from agent.reconciler import Reconciler
@@ -71,20 +71,7 @@ def start_agent(world: World, mode: Mode = Mode.ENFORCE, *, cooldown: float | No
     metrics = Metrics(CollectorRegistry())
     reconciler = agent_for(world, Settings(mode=mode, **settings), metrics=metrics)
     if cooldown is not None:
-        bundled = reconciler.policies()
-        short = replace(
-            bundled,
-            policies=tuple(
-                replace(
-                    p,
-                    policy=p.policy.model_copy(
-                        update={"spec": p.policy.spec.model_copy(update={"cooldown": cooldown})}
-                    ),
-                )
-                for p in bundled.policies
-            ),
-        )
-        reconciler.policies = lambda: short
+        shorten_cooldowns(reconciler, cooldown)
     return Run(world, reconciler)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from agent.actions import REGISTRY
 from agent.model import Cause, Risk
@@ -28,6 +28,15 @@ from agent.notify.events import POLICY_CHANNELS
 from agent.policy.duration import format_duration, parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]  # finite, at most 365d
+
+
+def _registered_action(value: str) -> str:
+    if value not in REGISTRY:
+        raise ValueError(f"unknown action {value!r}; valid actions: {', '.join(sorted(REGISTRY))}")
+    return value
+
+
+ActionName = Annotated[str, AfterValidator(_registered_action)]
 # ECS keeps stopped tasks about an hour and a service's last 100 events: a longer window finds nothing more.
 MAX_WINDOW_SECONDS = 7 * 86400.0
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -92,15 +101,8 @@ class When(_Strict):
 
 
 class Remediation(_Strict):
-    action: str
+    action: ActionName
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("action")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        if value not in REGISTRY:
-            raise ValueError(f"unknown action {value!r}; valid actions: {', '.join(sorted(REGISTRY))}")
-        return value
 
     # `params` are checked against the action's own schema by the loader, so that an error can name
     # spec.remediation.params.<field> and list that action's fields.
@@ -121,18 +123,11 @@ class Verify(_Strict):
 class EscalationStep(_Strict):
     """What to try once the policy's own remediation has used its attempts (medik8s-style ladder)."""
 
-    action: str
+    action: ActionName
     params: dict[str, Any] = Field(default_factory=dict)
     attempts: int = Field(default=1, ge=1, le=10, description="changes this step may make")
     timeout: Duration | None = Field(default=None, gt=0, description="how long each change of this step is watched")
     revert_on_failure: bool | None = Field(default=None, alias="revertOnFailure")
-
-    @field_validator("action")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        if value not in REGISTRY:
-            raise ValueError(f"unknown action {value!r}; valid actions: {', '.join(sorted(REGISTRY))}")
-        return value
 
 
 class Spec(_Strict):
